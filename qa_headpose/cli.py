@@ -1,0 +1,343 @@
+"""``qa-headpose`` command line: argument parsing and calls into the package, nothing more.
+
+Every subcommand returns an exit code: 0 on success, 2 for bad input (one line on
+stderr, no traceback), 1 for an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from qa_headpose import __version__
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(ValueError):
+    """A problem with the command line itself (existing output, conflicting flags)."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
+    return value
+
+
+def _check_output(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists; pass --force to overwrite it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        parent.mkdir(parents=True, exist_ok=True)
+    import os
+
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"Cannot write into {parent}")
+
+
+# ---------------------------------------------------------------- train
+def _add_train(p: argparse.ArgumentParser) -> None:
+    from qa_headpose.presets import PRESETS
+
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named recipe ('default' = the shipped model)")
+    p.add_argument("--data", nargs="+", help="FSA-Net .npz file(s) or 300W-LP/AFLW2000 folder(s) to train on")
+    p.add_argument("--val-data", nargs="+", help="separate val set; default: split --data with --split")
+    p.add_argument("--split", default="aflw2000_val", help="committed val list name, or 'hash' (15%% by file name)")
+    p.add_argument("--out", required=True, type=Path, help="run folder for checkpoints, logs and weights")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--no-filter", action="store_true", help="keep faces with an angle beyond +-99 degrees")
+    g = p.add_argument_group("model")
+    g.add_argument("--input-size", type=_positive_int)
+    g.add_argument("--alpha", type=_positive_float)
+    g.add_argument("--dropout", type=_non_negative_float)
+    g.add_argument("--backbone-weights", help="'imagenet' (needs internet) or a ported .h5 (qa-headpose port-imagenet)")
+    g = p.add_argument_group("float phase")
+    g.add_argument("--epochs", type=_positive_int)
+    g.add_argument("--batch-size", type=_positive_int)
+    g.add_argument("--learning-rate", type=_positive_float)
+    g.add_argument("--weight-decay", type=_non_negative_float)
+    g.add_argument("--seed", type=int)
+    g = p.add_argument_group("QAT phase")
+    g.add_argument("--qat-epochs", type=_positive_int)
+    g.add_argument("--qat-learning-rate", type=_positive_float)
+    g = p.add_argument_group("augmentation (train split only)")
+    g.add_argument("--no-augment", action="store_true", help="no augmentation at all")
+    g.add_argument("--no-flip", action="store_true")
+    g.add_argument("--rotate-deg", type=_non_negative_float)
+    g.add_argument("--scale-jitter", type=_non_negative_float)
+    g.add_argument("--shift-jitter", type=_non_negative_float)
+    g.add_argument("--no-photometric", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch output")
+
+
+def _train_configs(args: argparse.Namespace):
+    from qa_headpose.config import AugmentConfig, ModelConfig, QATConfig, TrainConfig
+    from qa_headpose.presets import PRESETS
+
+    preset = PRESETS[args.preset] if args.preset else {}
+    model = preset.get("model", ModelConfig())
+    train = preset.get("train", TrainConfig())
+    qat = preset.get("qat", QATConfig())
+
+    def pick(value, default):
+        return default if value is None else value
+
+    model = ModelConfig(
+        input_size=pick(args.input_size, model.input_size),
+        alpha=pick(args.alpha, model.alpha),
+        dropout=pick(args.dropout, model.dropout),
+        backbone_weights=pick(args.backbone_weights, model.backbone_weights),
+        bn_momentum=model.bn_momentum,
+    )
+    aug = train.augment
+    if args.no_augment:
+        aug = AugmentConfig.none()
+    aug = AugmentConfig(
+        flip=aug.flip and not args.no_flip,
+        rotate_deg=pick(args.rotate_deg, aug.rotate_deg),
+        scale_jitter=pick(args.scale_jitter, aug.scale_jitter),
+        shift_jitter=pick(args.shift_jitter, aug.shift_jitter),
+        photometric=aug.photometric and not args.no_photometric,
+    )
+    seed = pick(args.seed, train.seed)
+    train = TrainConfig(
+        epochs=pick(args.epochs, train.epochs),
+        batch_size=pick(args.batch_size, train.batch_size),
+        learning_rate=pick(args.learning_rate, train.learning_rate),
+        weight_decay=pick(args.weight_decay, train.weight_decay),
+        seed=seed,
+        augment=aug,
+    )
+    qat = QATConfig(
+        epochs=pick(args.qat_epochs, qat.epochs),
+        batch_size=train.batch_size,
+        learning_rate=pick(args.qat_learning_rate, qat.learning_rate),
+        seed=seed + 1,
+        augment=aug,
+    )
+    data = args.data or ([preset["data"]] if preset.get("data") else None)
+    if not data:
+        raise UsageError("--data is required (or a --preset that names its data)")
+    return model, train, qat, data
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    model_cfg, train_cfg, qat_cfg, data = _train_configs(args)
+    if (args.out / "float" / "ckpt").exists() and not args.resume:
+        raise UsageError(f"{args.out} already holds a training run; pass --resume to continue it or choose a new --out")
+    from qa_headpose import workflow
+
+    split = None if args.split == "hash" else args.split
+    prepared = workflow.prepare_data(data, args.val_data, split, None if args.no_filter else 99.0)
+    report = prepared.report
+    print(
+        f"data: {report['train_faces']} train / {report['val_faces']} val faces "
+        f"(filter |angle|<=99: {json.dumps({k: v for k, v in report.items() if k in ('filter', 'train', 'val')})})"
+    )
+    verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
+    summary = workflow.train_run(args.out, prepared, model_cfg, train_cfg, qat_cfg, args.resume, verbose)
+    for phase in ("float", "qat"):
+        print(_format_mae(f"{phase} keras val", summary[phase]["val"]) + f"  ({summary[phase]['seconds']} s)")
+    print(f"wrote {args.out}/float/best.weights.h5, {args.out}/qat/best.weights.h5, {args.out}/summary.json")
+    return EXIT_OK
+
+
+def _format_mae(label: str, m: dict) -> str:
+    return (
+        f"{label}: MAE yaw {m['yaw']:.2f}  pitch {m['pitch']:.2f}  roll {m['roll']:.2f}  "
+        f"mean {m['mean']:.2f} deg  (n={m['count']})"
+    )
+
+
+# ---------------------------------------------------------------- export
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", type=Path, help="a training run folder (qa-headpose train --out)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the .tflite files and their .json")
+    p.add_argument("--variants", default="int8,float32,dynamic", help="comma list of int8, float32, dynamic")
+    p.add_argument("--io-dtype", choices=("int8", "uint8"), default="int8")
+    p.add_argument("--num-calibration", type=_positive_int, default=200)
+    p.add_argument("--name", default="headpose", help="file name prefix")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from qa_headpose.config import ExportConfig
+
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    bad = set(variants) - {"int8", "float32", "dynamic"}
+    if bad or not variants:
+        raise UsageError(f"--variants takes int8, float32, dynamic. Received: {args.variants!r}")
+    for v in variants:
+        _check_output(args.out / f"{args.name}_{v}.tflite", args.force)
+    from qa_headpose import workflow
+
+    run = workflow.read_run_config(args.run)
+    data = run["data"]
+    prepared = workflow.prepare_data(data["data"], data.get("val_data") or None, _split_of(data), data.get("limit_deg"))
+    cfg = ExportConfig(num_calibration=args.num_calibration, io_dtype=args.io_dtype)
+    written = workflow.export_run(args.run, args.out, prepared.train, cfg, variants, args.name)
+    for variant, meta in written.items():
+        print(
+            f"{variant}: {args.out / (args.name + '_' + variant + '.tflite')} {meta['file_size_bytes'] / 1e6:.2f} MB, "
+            f"input {meta['input_dtype']}, output {meta['output_dtype']}, fully int8: {meta['fully_int8']}"
+        )
+    return EXIT_OK
+
+
+def _split_of(data_report: dict) -> str | None:
+    split = data_report.get("split")
+    return split if split and not split.startswith(("sha1", "separate")) else None
+
+
+# ---------------------------------------------------------------- evaluate
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="a .tflite file, or a training run folder (Keras)")
+    p.add_argument("--data", nargs="+", required=True, help="FSA-Net .npz file(s) or 300W-LP/AFLW2000 folder(s)")
+    p.add_argument("--subset", choices=("all", "val", "train"), default="all", help="part of --data by --split")
+    p.add_argument("--split", default="aflw2000_val", help="committed val list name, or 'hash'")
+    p.add_argument("--phase", choices=("float", "qat"), default="qat", help="which Keras model of a run folder")
+    p.add_argument("--threads", type=_positive_int, default=2)
+    p.add_argument("--json", type=Path, help="write the metrics as JSON")
+    p.add_argument("--plot", type=Path, help="write abs error vs ground-truth yaw as PNG")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    for out in (args.json, args.plot):
+        if out is not None:
+            _check_output(out, args.force)
+    from qa_headpose import workflow
+    from qa_headpose.config import write_json_atomic
+    from qa_headpose.data import split_train_val
+
+    faces, counts = workflow.load_filtered(args.data)
+    if args.subset != "all":
+        train, val = split_train_val(faces, None if args.split == "hash" else args.split)
+        faces = val if args.subset == "val" else train
+    metrics, pred = workflow.evaluate_model(args.model, faces, args.phase, args.threads)
+    label = f"{args.model}" + (f" [{args.phase}]" if args.model.suffix != ".tflite" else "")
+    print(_format_mae(label, metrics) + f"  (dropped by |angle|<=99: {counts['dropped']})")
+    if args.json:
+        write_json_atomic(args.json, {"model": str(args.model), "data": args.data, "subset": args.subset, **metrics, "dropped": counts["dropped"]})
+    if args.plot:
+        workflow.plot_errors(pred, faces.poses, args.plot, title=str(args.model.name))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- data
+def _add_data(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="{crop}")
+    c = sub.add_parser("crop", help="cache FSA-Net crops of a 300W-LP/AFLW2000 folder as an FSA-Net npz")
+    c.add_argument("src", type=Path, help="folder of images with .mat labels")
+    c.add_argument("--out", type=Path, required=True, help="the .npz to write")
+    c.add_argument("--size", type=_positive_int, default=64)
+    c.add_argument("--no-filter", action="store_true")
+    c.add_argument("--force", action="store_true")
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    if args.data_command == "crop":
+        if args.out.suffix != ".npz":
+            raise UsageError(f"--out must end in .npz. Received: {args.out}")
+        _check_output(args.out, args.force)
+        from qa_headpose import workflow
+        from qa_headpose.data import save_fsanet_npz
+
+        faces, counts = workflow.load_filtered([args.src], None if args.no_filter else 99.0)
+        save_fsanet_npz(faces, args.out, args.size)
+        print(f"wrote {args.out}: {counts['kept']} faces {args.size}x{args.size} (dropped by |angle|<=99: {counts['dropped']})")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- main
+SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "train": ("train float then QAT on real data", _add_train, _run_train),
+    "export": ("export a run to full-int8, float32 and dynamic-range TFLite", _add_export, _run_export),
+    "evaluate": ("per-angle MAE of a .tflite or Keras model on a dataset", _add_evaluate, _run_evaluate),
+    "data": ("dataset tools (crop cache)", _add_data, _run_data),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``qa-headpose`` with all subcommands."""
+    parser = argparse.ArgumentParser(prog="qa-headpose", description="Head pose (yaw, pitch, roll) with an int8 MobileNetV2.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    for name, (help_text, add, _) in SUBCOMMANDS.items():
+        add(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``qa-headpose``; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage error
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run_command(args.command, lambda: SUBCOMMANDS[args.command][2](args))
+
+
+def run_command(name: str, call: Callable[[], int]) -> int:
+    """Runs a subcommand, turning expected errors into one line on stderr and exit code 2."""
+    from qa_headpose.data import DataError
+    from qa_headpose.runtime import ModelError
+
+    try:
+        return call()
+    except (UsageError, DataError, ModelError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError, ImportError) as exc:
+        print(f"qa-headpose {name}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"qa-headpose {name}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"qa-headpose {name}: error: out of memory", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """``qa-headpose train``."""
+    return main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """``qa-headpose export`` (also ``python export_tflite.py``)."""
+    return main(["export", *(sys.argv[1:] if argv is None else argv)])
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """``qa-headpose evaluate``."""
+    return main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

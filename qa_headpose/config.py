@@ -1,0 +1,163 @@
+"""Frozen configuration per stage, saved as JSON beside every artifact."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# Margin of the FSA-Net crop: the landmark (or detector) box grows by this
+# fraction of its width/height on each side.
+CROP_MARGIN = 0.6
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The regressor's shape.
+
+    Fields:
+        input_size: side of the square BGR input, pixels (>= 32).
+        alpha: MobileNetV2 width multiplier.
+        dropout: dropout rate before the 3-way head.
+        backbone_weights: None (random init), "imagenet" (Keras download) or a path to
+            an ``.h5`` file of ported backbone weights (see `qa_headpose.imagenet`).
+        bn_momentum: BatchNorm momentum; Keras' 0.999 is too slow for short runs.
+    """
+
+    input_size: int = 64
+    alpha: float = 1.0
+    dropout: float = 0.2
+    backbone_weights: str | None = None
+    bn_momentum: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.input_size < 32:
+            raise ValueError(f"input_size must be >= 32. Received: input_size={self.input_size}")
+        if not 0.1 <= self.alpha <= 1.4:
+            raise ValueError(f"alpha must be in [0.1, 1.4]. Received: alpha={self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Train-split augmentation; every label transform is exact.
+
+    Fields:
+        flip: horizontal flip with probability 0.5 (yaw, roll negated).
+        rotate_deg: in-plane rotation uniform in +-rotate_deg (pose matrix composed).
+        scale_jitter: crop box side scaled by a factor in [1 - s, 1 + s].
+        shift_jitter: crop box shifted by up to this fraction of its side.
+        photometric: brightness/contrast/colour/blur/grayscale jitter.
+    """
+
+    flip: bool = True
+    rotate_deg: float = 20.0
+    scale_jitter: float = 0.15
+    shift_jitter: float = 0.08
+    photometric: bool = True
+
+    @classmethod
+    def none(cls) -> "AugmentConfig":
+        """No augmentation at all."""
+        return cls(False, 0.0, 0.0, 0.0, False)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The float training phase.
+
+    Fields:
+        epochs: number of epochs.
+        batch_size: images per step.
+        learning_rate: peak Adam learning rate (cosine decay after a short warm-up).
+        weight_decay: decoupled weight decay (AdamW).
+        seed: seed of the shuffling and augmentation.
+        augment: the augmentation of the train split.
+    """
+
+    epochs: int = 60
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    augment: AugmentConfig = AugmentConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class QATConfig:
+    """The quantization-aware phase, started from the float weights.
+
+    Fields:
+        epochs: number of QAT epochs.
+        batch_size: images per step.
+        learning_rate: peak learning rate (cosine decay).
+        seed: seed of the shuffling and augmentation.
+        augment: the augmentation of the train split.
+    """
+
+    epochs: int = 15
+    batch_size: int = 64
+    learning_rate: float = 2e-4
+    seed: int = 1
+    augment: AugmentConfig = AugmentConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """TFLite export.
+
+    Fields:
+        num_calibration: number of training crops fed to the representative dataset.
+        io_dtype: dtype of the full-integer model's input and output: "int8" or "uint8".
+    """
+
+    num_calibration: int = 200
+    io_dtype: str = "int8"
+
+    def __post_init__(self) -> None:
+        if self.io_dtype not in ("int8", "uint8"):
+            raise ValueError(f"io_dtype must be 'int8' or 'uint8'. Received: {self.io_dtype!r}")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (nested ones included)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuilds a config dataclass from `to_dict` output; unknown keys are an error."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} fields: {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        if name == "augment" and isinstance(value, dict):
+            value = AugmentConfig(**value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Writes JSON through a temporary file and a rename, so no reader sees half a file."""
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
+    """Writes bytes through a temporary file in the same folder and `os.replace`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,88 @@
+"""`HeadPoseEstimator`: the public inference API. Imports no TensorFlow."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from qa_headpose.angles import HeadPose, from_model_output
+from qa_headpose.preprocess import to_model_input
+from qa_headpose.runtime import ModelError, TFLiteRunner
+
+MODELS_DIR = Path(__file__).with_name("models")
+DEFAULT_MODEL = MODELS_DIR / "headpose_int8.tflite"
+
+
+def default_model_path() -> Path:
+    """The shipped full-int8 model.
+
+    Raises:
+        ModelError: if the package was installed without its model file.
+    """
+    if not DEFAULT_MODEL.is_file():
+        raise ModelError(f"The shipped model is missing: {DEFAULT_MODEL}; reinstall qa-headpose or pass a model path")
+    return DEFAULT_MODEL
+
+
+class HeadPoseEstimator:
+    """Head pose from face crops with a TFLite model (the shipped full-int8 one by default).
+
+    Args:
+        model_path: a head-pose .tflite; None for the shipped model.
+        num_threads: interpreter threads.
+
+    Raises:
+        ModelError: if the model is missing or not a head-pose TFLite model.
+    """
+
+    def __init__(self, model_path: str | os.PathLike | None = None, num_threads: int = 2) -> None:
+        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        self.runner = TFLiteRunner(self.model_path, num_threads=num_threads)
+
+    @classmethod
+    def from_tflite(cls, path: str | os.PathLike, num_threads: int = 2) -> "HeadPoseEstimator":
+        """An estimator on the given .tflite file."""
+        return cls(path, num_threads)
+
+    @property
+    def input_size(self) -> int:
+        """The model's input side, pixels."""
+        return self.runner.input_size
+
+    def predict(self, face_crop: np.ndarray) -> HeadPose:
+        """Head pose of one face.
+
+        Args:
+            face_crop: uint8 BGR (H, W, 3), the face box enlarged by 0.6 of its
+                width/height per side (any size; resized inside).
+
+        Returns:
+            `HeadPose` (yaw, pitch, roll) in degrees.
+
+        Raises:
+            ValueError: if the crop is not a uint8 (H, W, 3) array.
+        """
+        face_crop = np.asarray(face_crop)
+        if face_crop.ndim != 3:
+            raise ValueError(f"predict takes one uint8 (H, W, 3) crop. Received: shape={face_crop.shape}")
+        return self.predict_batch([face_crop])[0]
+
+    def predict_batch(self, face_crops: list[np.ndarray] | np.ndarray) -> list[HeadPose]:
+        """Head poses of several faces in one interpreter call.
+
+        Args:
+            face_crops: a list of uint8 BGR (H, W, 3) crops (sizes may differ), or a
+                uint8 array (n, H, W, 3).
+
+        Returns:
+            One `HeadPose` per crop, in order.
+
+        Raises:
+            ValueError: for an empty batch or a crop that is not uint8 (H, W, 3).
+        """
+        if isinstance(face_crops, np.ndarray) and face_crops.ndim != 4:
+            raise ValueError(f"predict_batch takes (n, H, W, 3) or a list of crops. Received: shape={face_crops.shape}")
+        x = to_model_input(list(face_crops), self.input_size)
+        return [from_model_output(row) for row in self.runner(x)]

@@ -1,0 +1,304 @@
+"""The train -> export -> evaluate steps behind the CLI, on run folders.
+
+A run folder holds ``config.json`` (model, train, qat and data settings),
+``float/`` and ``qat/`` (checkpoints, logs, ``best.weights.h5``) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa_headpose import angles
+from qa_headpose.config import (
+    ExportConfig,
+    ModelConfig,
+    QATConfig,
+    TrainConfig,
+    from_dict,
+    to_dict,
+    write_json_atomic,
+)
+from qa_headpose.data import DataError, FaceSet, filter_protocol, load_faces, split_train_val
+
+logger = logging.getLogger(__name__)
+
+RUN_CONFIG = "config.json"
+PHASES = ("float", "qat")
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """Train and val faces after the protocol filter, with what was kept and dropped."""
+
+    train: FaceSet
+    val: FaceSet
+    report: dict[str, Any]
+
+
+def concat_faces(sets: list[FaceSet]) -> FaceSet:
+    """One `FaceSet` from several."""
+    return FaceSet(
+        [im for s in sets for im in s.images],
+        np.concatenate([s.boxes for s in sets]),
+        np.concatenate([s.poses for s in sets]),
+        [n for s in sets for n in s.names],
+    )
+
+
+def load_filtered(paths: list[str | os.PathLike], limit_deg: float | None = angles.ANGLE_LIMIT_DEG) -> tuple[FaceSet, dict[str, int]]:
+    """Loads and concatenates datasets, applying the |angle| <= limit filter unless limit is None."""
+    faces = concat_faces([load_faces(p) for p in paths])
+    dropped = 0
+    if limit_deg is not None:
+        faces, dropped = filter_protocol(faces, limit_deg)
+    if len(faces) == 0:
+        raise DataError(f"No face left after the |angle| <= {limit_deg} filter in {list(map(str, paths))}")
+    return faces, {"kept": len(faces), "dropped": dropped}
+
+
+def prepare_data(
+    data: list[str | os.PathLike],
+    val_data: list[str | os.PathLike] | None = None,
+    split: str | None = "aflw2000_val",
+    limit_deg: float | None = angles.ANGLE_LIMIT_DEG,
+) -> PreparedData:
+    """Loads the training data and its val split (a separate set, or the committed/hash split).
+
+    Raises:
+        DataError: if a path cannot be read or a split ends up empty.
+    """
+    faces, counts = load_filtered(data, limit_deg)
+    if val_data:
+        train, (val, val_counts) = faces, load_filtered(val_data, limit_deg)
+        report = {"train": counts, "val": val_counts, "split": "separate val data"}
+    else:
+        train, val = split_train_val(faces, split)
+        report = {"filter": counts, "split": split or "sha1 hash of file name, 15% val"}
+    if len(train) == 0 or len(val) == 0:
+        raise DataError(f"Empty split: {len(train)} train and {len(val)} val faces (split={split!r})")
+    report.update({"train_faces": len(train), "val_faces": len(val), "limit_deg": limit_deg})
+    report["data"] = [str(p) for p in data]
+    report["val_data"] = [str(p) for p in val_data or []]
+    return PreparedData(train, val, report)
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``config.json`` of a run folder, with config objects under model/train/qat."""
+    import json
+
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"Not a training run folder (no {RUN_CONFIG}): {run_dir}")
+    try:
+        raw = json.loads(path.read_text())
+        return {
+            **raw,
+            "model": from_dict(ModelConfig, raw["model"]),
+            "train": from_dict(TrainConfig, raw["train"]),
+            "qat": from_dict(QATConfig, raw["qat"]),
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"Unreadable {path}: {exc}") from None
+
+
+def train_run(
+    run_dir: str | os.PathLike,
+    prepared: PreparedData,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    qat_cfg: QATConfig,
+    resume: bool = False,
+    verbose: int = 2,
+) -> dict[str, Any]:
+    """Float phase, then QAT from the best float weights; writes the run folder.
+
+    Returns:
+        The summary (also ``summary.json``): val MAE per angle of the float and QAT
+        Keras models, epochs and wall time per phase.
+    """
+    from qa_headpose.model import build_model
+    from qa_headpose.qat import build_qat_model, make_qat_model
+    from qa_headpose.train import fit_phase
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "qat": to_dict(qat_cfg), "data": prepared.report}
+    if (run_dir / RUN_CONFIG).exists() and resume:
+        previous = read_run_config(run_dir)
+        if previous["model"] != model_cfg:
+            raise ValueError(f"--resume with another model config than {run_dir / RUN_CONFIG}")
+    write_json_atomic(run_dir / RUN_CONFIG, config)
+
+    size = model_cfg.input_size
+    val_x = prepared.val.crops(size).astype(np.float32)
+    val_y = prepared.val.poses
+    summary: dict[str, Any] = {"data": prepared.report}
+
+    start = time.perf_counter()
+    model = build_model(model_cfg)
+    float_dir = run_dir / "float"
+    done = fit_phase(model, prepared.train, val_x, val_y, train_cfg, float_dir, resume, verbose)
+    model.load_weights(str(float_dir / "best.weights.h5"))
+    summary["float"] = {**done, "seconds": round(time.perf_counter() - start, 1), **_val_mae(model, val_x, val_y)}
+
+    start = time.perf_counter()
+    qat_model = make_qat_model(model)
+    qat_dir = run_dir / "qat"
+    done = fit_phase(qat_model, prepared.train, val_x, val_y, qat_cfg, qat_dir, resume, verbose)
+    qat_model = build_qat_model(model_cfg, str(qat_dir / "best.weights.h5"))
+    summary["qat"] = {**done, "seconds": round(time.perf_counter() - start, 1), **_val_mae(qat_model, val_x, val_y)}
+    write_json_atomic(run_dir / "summary.json", summary)
+    return summary
+
+
+def _val_mae(model, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    from qa_headpose.train import predict_keras
+
+    return {"val": angles.mean_absolute_errors(predict_keras(model, x), y)}
+
+
+def load_keras_from_run(run_dir: str | os.PathLike, phase: str = "qat"):
+    """Rebuilds the float or QAT Keras model of a run folder with its best weights."""
+    from qa_headpose.model import build_model
+    from qa_headpose.qat import build_qat_model
+
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}. Received: phase={phase!r}")
+    cfg = read_run_config(run_dir)["model"]
+    weights = Path(run_dir) / phase / "best.weights.h5"
+    if not weights.is_file():
+        raise FileNotFoundError(f"No trained {phase} weights in {run_dir} ({weights} is missing)")
+    if phase == "qat":
+        return build_qat_model(cfg, str(weights))
+    model = build_model(dataclasses.replace(cfg, backbone_weights=None))
+    model.load_weights(str(weights))
+    return model
+
+
+def export_run(
+    run_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    calibration: FaceSet,
+    cfg: ExportConfig = ExportConfig(),
+    variants: tuple[str, ...] = ("int8", "float32", "dynamic"),
+    name: str = "headpose",
+) -> dict[str, dict[str, Any]]:
+    """Writes ``<name>_<variant>.tflite`` (+ .json) for each variant from a run folder.
+
+    Args:
+        run_dir: a trained run folder.
+        out_dir: where the models go (created).
+        calibration: training faces for the representative dataset (cropped, not augmented).
+        cfg: export settings.
+        variants: any of "int8" (from the QAT model), "float32", "dynamic" (from the float model).
+        name: file name prefix.
+
+    Returns:
+        variant -> metadata written beside the model.
+    """
+    from qa_headpose.export import (
+        convert_to_dynamic_range_tflite,
+        convert_to_float_tflite,
+        convert_to_int8_tflite,
+        save_tflite,
+    )
+
+    unknown = set(variants) - {"int8", "float32", "dynamic"}
+    if unknown:
+        raise ValueError(f"Unknown variants {sorted(unknown)}; choose from int8, float32, dynamic")
+    run = read_run_config(run_dir)
+    size = run["model"].input_size
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    extra = {"model_config": to_dict(run["model"]), "train_config": to_dict(run["train"]), "qat_config": to_dict(run["qat"])}
+    written = {}
+    for variant in variants:
+        start = time.perf_counter()
+        if variant == "int8":
+            rng = np.random.default_rng(0)
+            pick = rng.permutation(len(calibration))[: cfg.num_calibration]
+            calib = calibration.subset(pick).crops(size).astype(np.float32)
+            payload = convert_to_int8_tflite(load_keras_from_run(run_dir, "qat"), calib, cfg)
+        else:
+            model = load_keras_from_run(run_dir, "float")
+            convert = convert_to_float_tflite if variant == "float32" else convert_to_dynamic_range_tflite
+            payload = convert(model)
+        meta = save_tflite(payload, out_dir / f"{name}_{variant}.tflite", variant, {**extra, "export_config": to_dict(cfg)})
+        meta["convert_seconds"] = round(time.perf_counter() - start, 1)
+        written[variant] = meta
+    return written
+
+
+def predict_model(model_path: str | os.PathLike, x: np.ndarray, phase: str = "qat", num_threads: int = 2) -> np.ndarray:
+    """(n, 3) degrees from a .tflite file or a run folder's float/QAT Keras model."""
+    path = Path(model_path)
+    if path.suffix == ".tflite":
+        from qa_headpose.runtime import TFLiteRunner
+
+        runner = TFLiteRunner(path, num_threads=num_threads)
+        return np.concatenate([runner(x[i : i + 64]) for i in range(0, len(x), 64)])
+    from qa_headpose.train import predict_keras
+
+    return predict_keras(load_keras_from_run(path, phase), x)
+
+
+def model_input_size(model_path: str | os.PathLike) -> int:
+    """The input side of a .tflite file or a run folder's model."""
+    path = Path(model_path)
+    if path.suffix == ".tflite":
+        from qa_headpose.runtime import TFLiteRunner
+
+        return TFLiteRunner(path).input_size
+    return read_run_config(path)["model"].input_size
+
+
+def evaluate_model(
+    model_path: str | os.PathLike,
+    faces: FaceSet,
+    phase: str = "qat",
+    num_threads: int = 2,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Per-angle MAE of a model on FSA-Net crops of ``faces``.
+
+    Returns:
+        (metrics dict: yaw/pitch/roll/mean degrees and count, predictions (n, 3) degrees).
+    """
+    size = model_input_size(model_path)
+    pred = predict_model(model_path, faces.crops(size).astype(np.float32), phase, num_threads)
+    return angles.mean_absolute_errors(pred, faces.poses), pred
+
+
+def plot_errors(pred: np.ndarray, true: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
+    """Absolute error vs ground-truth yaw (10-degree bins), one line per angle, as a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("Plots need matplotlib: `pip install matplotlib`") from None
+    err = np.abs(pred - true)
+    edges = np.arange(-100, 101, 10)
+    centers = (edges[:-1] + edges[1:]) / 2
+    which = np.digitize(true[:, 0], edges) - 1
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, name in enumerate(angles.ANGLE_ORDER):
+        means = [err[which == b, i].mean() if np.any(which == b) else np.nan for b in range(len(centers))]
+        ax.plot(centers, means, marker="o", label=f"{name} (MAE {err[:, i].mean():.2f})")
+    ax.set_xlabel("ground-truth yaw (degrees)")
+    ax.set_ylabel("mean absolute error (degrees)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = Path(path).with_name(f".tmp{os.getpid()}.{Path(path).name}")
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
