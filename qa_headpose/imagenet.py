@@ -514,3 +514,15 @@ def save_backbone_weights(path: str | os.PathLike, alpha: float = 1.0, *, pth: s
         raise
     logger.info("Wrote %d ported ImageNet layers from %s to %s", len(ported), pth, path)
     return len(ported)
+
+
+def torchvision_backbone_h5(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The ported backbone ``.h5``, made once from the installed checkpoint and cached.
+
+    The cache is ``$QA_HEADPOSE_CACHE`` or ``~/.cache/qa_headpose``.
+    """
+    cache = Path(cache_dir or os.environ.get("QA_HEADPOSE_CACHE") or Path.home() / ".cache" / "qa_headpose")
+    path = cache / "mobilenet_v2_torchvision_imagenet_a1.0.h5"
+    if not path.is_file():
+        save_backbone_weights(path, alpha=1.0)
+    return path

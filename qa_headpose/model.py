@@ -101,9 +101,13 @@ def build_model(cfg: ModelConfig = ModelConfig()) -> keras.Model:
             existing file.
     """
     weights = cfg.backbone_weights
+    if weights == "torchvision":
+        from qa_headpose.imagenet import torchvision_backbone_h5
+
+        weights = str(torchvision_backbone_h5())
     if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
         raise ValueError(
-            "backbone_weights must be None, 'imagenet' or an existing .h5 file. "
+            "backbone_weights must be None, 'imagenet', 'torchvision' or an existing .h5 file. "
             f"Received: backbone_weights={weights!r}"
         )
     size = cfg.input_size
