@@ -4,17 +4,19 @@ The order is (yaw, pitch, roll), in degrees, everywhere in this package: labels,
 model output, return values, CSV/JSON columns and CLI output.
 
 Convention (the one of 300W-LP / AFLW2000-3D, as used by Hopenet, FSA-Net and
-6DRepNet): ``Pose_Para[0][:3]`` holds (pitch, yaw, roll) in radians and the head
-rotation is ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)`` in a camera frame with x to the
-image right, y up and z towards the camera. Seen in the image:
+6DRepNet): ``Pose_Para[0][:3]`` holds (pitch, yaw, roll) in radians, and
+``M = Rz(roll) @ Ry(yaw) @ Rx(pitch)`` (`ypr_to_matrix`). In a camera frame with x
+to the image right, y up and z towards the viewer, ``M`` maps camera coordinates to
+head coordinates: the head's rotation in the camera frame is ``M.T``. Seen in the
+image (checked against AFLW2000's landmarks and BIWI's depth, see the tests):
 
 - yaw > 0: the face turns towards the image left (the subject's right);
 - pitch > 0: the face looks up;
 - roll > 0: the head tilts clockwise on screen (the eye on the image right is lower).
 
 A horizontal image flip maps (yaw, pitch, roll) -> (-yaw, pitch, -roll). Rotating
-the image content counter-clockwise on screen by ``theta`` degrees maps R to
-``Rz(-theta) @ R``.
+the image content counter-clockwise on screen by ``theta`` rotates the head by
+``Rz(theta)`` in the camera frame, so ``M`` becomes ``M @ Rz(-theta)``.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def _rz(a: float) -> np.ndarray:
 
 
 def ypr_to_matrix(ypr_deg: np.ndarray) -> np.ndarray:
-    """Builds the rotation matrix ``Rz(roll) @ Ry(yaw) @ Rx(pitch)``.
+    """Builds ``M = Rz(roll) @ Ry(yaw) @ Rx(pitch)`` (camera -> head; the head's rotation is ``M.T``).
 
     Args:
         ypr_deg: (yaw, pitch, roll) in degrees, shape (3,).
@@ -122,7 +124,7 @@ def rotate_pose_in_plane(ypr_deg: np.ndarray, theta_deg: float) -> np.ndarray:
     Returns:
         float32 array (3,): the new (yaw, pitch, roll) in degrees.
     """
-    rotated = _rz(np.radians(-theta_deg)) @ ypr_to_matrix(ypr_deg)
+    rotated = ypr_to_matrix(ypr_deg) @ _rz(np.radians(-theta_deg))
     return matrix_to_ypr(rotated).astype(np.float32)
 
 

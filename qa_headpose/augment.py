@@ -59,7 +59,7 @@ def warp_face(
     affine[:, 2] += np.array([size / 2 - sx * cx, size / 2 - sy * cy])
     if flip:
         affine[0] = -affine[0]
-        affine[0, 2] += size
+        affine[0, 2] += size - 1  # pixel i -> size - 1 - i, as array[:, ::-1]
     return cv2.warpAffine(image, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 

@@ -244,9 +244,19 @@ def save_fsanet_npz(faces: FaceSet, path: str | os.PathLike, size: int = 64) -> 
 
 
 def load_faces(path: str | os.PathLike) -> FaceSet:
-    """Loads an FSA-Net npz file or a 300W-LP/AFLW2000 folder, by what ``path`` is."""
+    """Loads an FSA-Net npz file or a 300W-LP/AFLW2000 or BIWI folder, by what ``path`` is.
+
+    A BIWI folder (``hpdb/`` or ``SS/frame_XXXXX_rgb.png``) is cropped around the face
+    detector's boxes (`biwi.load_biwi_folder`).
+    """
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"No such file or folder: {path}")
     if path.is_dir():
+        from qa_headpose import biwi  # biwi imports this module
+
+        if biwi.is_biwi_folder(path):
+            return biwi.load_biwi_folder(path)
         return load_mat_folder(path)
     if path.suffix == ".npz":
         return load_fsanet_npz(path)

@@ -185,7 +185,7 @@ def load_keras_from_run(run_dir: str | os.PathLike, phase: str = "qat"):
 def export_run(
     run_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
-    calibration: FaceSet,
+    calibration: FaceSet | None,
     cfg: ExportConfig = ExportConfig(),
     variants: tuple[str, ...] = ("int8", "float32", "dynamic"),
     name: str = "headpose",
@@ -195,7 +195,8 @@ def export_run(
     Args:
         run_dir: a trained run folder.
         out_dir: where the models go (created).
-        calibration: training faces for the representative dataset (cropped, not augmented).
+        calibration: training faces for the representative dataset (cropped, not
+            augmented); needed for "int8" only.
         cfg: export settings.
         variants: any of "int8" (from the QAT model), "float32", "dynamic" (from the float model).
         name: file name prefix.
@@ -222,6 +223,8 @@ def export_run(
     for variant in variants:
         start = time.perf_counter()
         if variant == "int8":
+            if calibration is None or len(calibration) == 0:
+                raise ValueError("The int8 export needs calibration faces (the training split)")
             rng = np.random.default_rng(0)
             pick = rng.permutation(len(calibration))[: cfg.num_calibration]
             calib = calibration.subset(pick).crops(size).astype(np.float32)

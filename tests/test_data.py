@@ -1,0 +1,117 @@
+import io
+
+import numpy as np
+import pytest
+
+from qa_headpose import data
+from qa_headpose.config import CROP_MARGIN
+from qa_headpose.preprocess import crop_face
+
+
+def test_load_real_aflw_folder(aflw_faces, aflw_small):
+    assert len(aflw_faces) == 24
+    assert aflw_faces.poses.shape == (24, 3) and aflw_faces.boxes.shape == (24, 4)
+    assert all(im.dtype == np.uint8 and im.ndim == 3 for im in aflw_faces.images)
+    # image00002: Pose_Para (pitch, yaw, roll) radians -> our (yaw, pitch, roll) degrees
+    import scipy.io
+
+    para = scipy.io.loadmat(str(aflw_small / "image00002.mat"))["Pose_Para"][0]
+    i = aflw_faces.names.index("image00002")
+    np.testing.assert_allclose(aflw_faces.poses[i], np.degrees([para[1], para[0], para[2]]), atol=1e-4)
+
+
+def test_loose_crop_keeps_fsanet_crop(aflw_small):
+    """Cropping from the stored loose crop equals cropping the original image."""
+    image = data.read_image(aflw_small / "image00002.jpg")
+    _, box = data.read_mat_label(aflw_small / "image00002.mat")
+    loose, loose_box = data.loose_crop(image, box)
+    direct = crop_face(image, box, 64).astype(int)
+    via_loose = crop_face(loose, loose_box, 64).astype(int)
+    assert np.abs(direct - via_loose).mean() < 4.0
+
+
+def test_protocol_filter_and_committed_split(aflw_dir):
+    faces = data.load_mat_folder(aflw_dir).subset(range(300))
+    kept, dropped = data.filter_protocol(faces)
+    assert len(kept) + dropped == 300 and np.all(np.abs(kept.poses) <= 99)
+    train, val = data.split_train_val(kept)
+    assert len(train) + len(val) == len(kept)
+    assert not set(train.names) & set(val.names)
+    assert all(data.is_val_name(n) for n in val.names) and not any(data.is_val_name(n) for n in train.names)
+    assert 0.08 < len(val) / len(kept) < 0.25
+
+
+def test_committed_split_file_matches_hash_rule():
+    names = data.read_split("aflw2000_val")
+    assert len(names) == 228
+    assert all(data.is_val_name(n) for n in names)
+
+
+def test_fsanet_npz_round_trip(tmp_path, aflw_faces):
+    path = tmp_path / "faces.npz"
+    data.save_fsanet_npz(aflw_faces, path, size=64)
+    with np.load(path) as npz:
+        assert npz["image"].shape == (24, 64, 64, 3) and npz["image"].dtype == np.uint8
+        np.testing.assert_allclose(npz["pose"], aflw_faces.poses)
+    again = data.load_fsanet_npz(path)
+    # The FSA-Net crop of an FSA-Net crop is the crop itself.
+    np.testing.assert_array_equal(again.crops(64), aflw_faces.crops(64))
+    lo = CROP_MARGIN / (1 + 2 * CROP_MARGIN) * 64
+    np.testing.assert_allclose(again.boxes[0], [lo, lo, 64 - lo, 64 - lo], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"pose": np.zeros((2, 3))}, "lacks the key"),
+        ({"image": np.zeros((2, 64, 64, 3), np.uint8), "pose": np.zeros((3, 3))}, "must be"),
+        ({"image": np.zeros((2, 64, 64, 3), np.float32), "pose": np.zeros((2, 3))}, "uint8"),
+    ],
+)
+def test_bad_npz(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(data.DataError, match=message):
+        data.load_fsanet_npz(path)
+
+
+def test_bad_files(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not an image")
+    with pytest.raises(data.DataError, match="Empty"):
+        data.read_image(tmp_path / "empty.jpg")
+    with pytest.raises(data.DataError, match="decode"):
+        data.read_image(tmp_path / "text.jpg")
+    with pytest.raises(data.DataError, match="No image with a .mat"):
+        data.load_mat_folder(tmp_path)
+    import scipy.io
+
+    scipy.io.savemat(str(tmp_path / "x.mat"), {"pt2d": np.ones((2, 5))})
+    with pytest.raises(data.DataError, match="Pose_Para"):
+        data.read_mat_label(tmp_path / "x.mat")
+
+
+def test_read_image_converts_gray_rgba_16bit(tmp_path):
+    import cv2
+
+    gray16 = (np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20).astype(np.uint16)
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    cv2.imwrite(str(tmp_path / "g16.png"), gray16)
+    cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
+    cv2.imwrite(str(tmp_path / "ünïcode.png"), rgba[..., :3])
+    for name, shape in [("g16.png", (48, 64, 3)), ("rgba.png", (20, 30, 3)), ("ünïcode.png", (20, 30, 3))]:
+        image = data.read_image(tmp_path / name)
+        assert image.shape == shape and image.dtype == np.uint8
+
+
+def test_save_is_atomic_on_failure(tmp_path, aflw_faces, monkeypatch):
+    path = tmp_path / "out.npz"
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError):
+        data.save_fsanet_npz(aflw_faces, path)
+    assert not path.exists() and not list(tmp_path.iterdir())
+    assert isinstance(io.BytesIO(), io.BytesIO)

@@ -1,0 +1,59 @@
+import json
+
+import numpy as np
+import pytest
+
+
+def test_int8_model_is_fully_integer(tiny_int8_tflite):
+    from qa_headpose.runtime import TFLiteRunner
+
+    runner = TFLiteRunner(tiny_int8_tflite)
+    assert runner.input_dtype == np.int8 and runner.output_dtype == np.int8
+    assert runner.is_fully_int8()
+    ops = runner.describe_ops()
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= {op["op"] for op in ops}
+    assert not any("float32" in op["inputs"] + op["outputs"] for op in ops)
+    # Raw pixels: scale 1, zero point -128, so the int8 input is pixel - 128.
+    scale, zero_point = runner.input_quantization
+    assert abs(scale - 1.0) < 0.01 and zero_point == -128
+    assert runner.output_quantization == pytest.approx((100 / 128, 0))
+
+
+def test_float_and_dynamic_models_are_not_int8(tiny_tflite_models):
+    from qa_headpose.runtime import TFLiteRunner
+
+    for variant in ("float32", "dynamic"):
+        runner = TFLiteRunner(tiny_tflite_models[variant])
+        assert runner.input_dtype == np.float32 and not runner.is_fully_int8()
+
+
+def test_metadata_json_beside_each_model(tiny_tflite_models):
+    for variant, path in tiny_tflite_models.items():
+        meta = json.loads(path.with_suffix(".json").read_text())
+        assert meta["variant"] == variant
+        assert meta["input_size"] == 32 and meta["output_order"] == ["yaw", "pitch", "roll"]
+        assert meta["crop_margin"] == 0.6 and meta["file_size_bytes"] == path.stat().st_size > 0
+        assert meta["model_config"]["alpha"] == 0.35
+
+
+def test_tflite_matches_keras(tiny_run, tiny_tflite_models, synthetic_faces):
+    from qa_headpose import workflow
+
+    x = synthetic_faces.crops(32).astype(np.float32)
+    qat_keras = workflow.predict_model(tiny_run, x, "qat")
+    float_keras = workflow.predict_model(tiny_run, x, "float")
+    int8 = workflow.predict_model(tiny_tflite_models["int8"], x)
+    f32 = workflow.predict_model(tiny_tflite_models["float32"], x)
+    np.testing.assert_allclose(f32, float_keras, atol=1e-3)
+    diff = np.abs(int8 - qat_keras)
+    # Within a few output steps (0.78 deg): the int8 kernels round differently than fake-quant.
+    assert diff.mean() < 2.0 and diff.max() < 6.0
+
+
+def test_save_tflite_refuses_garbage(tmp_path):
+    from qa_headpose.export import save_tflite
+    from qa_headpose.runtime import ModelError
+
+    with pytest.raises(ModelError):
+        save_tflite(b"not a model at all, definitely", tmp_path / "x.tflite", "int8")
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from qa_headpose.config import ModelConfig
+
+
+def test_output_shape_and_layer_names(tiny_model_config, tiny_images):
+    from qa_headpose._keras import keras
+    from qa_headpose.model import build_model
+
+    model = build_model(tiny_model_config)
+    y = model.predict_on_batch(tiny_images[:2].astype(np.float32))
+    assert y.shape == (2, 3) and np.all(np.isfinite(y))
+    # Same layer names and weight shapes as keras.applications, so its ImageNet weights load by name.
+    ref = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
+    for layer in ref.layers:
+        if layer.weights:
+            assert [w.shape for w in model.get_layer(layer.name).weights] == [w.shape for w in layer.weights]
+
+
+def test_config_round_trip(tiny_model_config, tiny_images):
+    from qa_headpose._keras import keras
+    from qa_headpose.model import build_model
+
+    model = build_model(tiny_model_config)
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    x = tiny_images[:2].astype(np.float32)
+    np.testing.assert_allclose(clone.predict_on_batch(x), model.predict_on_batch(x), atol=1e-5)
+
+
+def test_input_norm_maps_bgr_pixels_to_normalised_rgb():
+    from qa_headpose.model import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, input_norm_weights
+
+    kernel, bias = input_norm_weights()
+    bgr = np.array([10.0, 128.0, 250.0])
+    rgb = bgr @ kernel[0, 0] + bias
+    expected = (bgr[::-1] / 255 - np.array(IMAGENET_MEAN_RGB)) / np.array(IMAGENET_STD_RGB)
+    np.testing.assert_allclose(rgb, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [{"input_size": 16}, {"alpha": 0.0}, {"dropout": 1.0}])
+def test_bad_config(kwargs):
+    with pytest.raises(ValueError):
+        ModelConfig(**kwargs)
+
+
+def test_missing_backbone_file():
+    from qa_headpose.model import build_model
+
+    with pytest.raises(ValueError, match="backbone_weights"):
+        build_model(ModelConfig(input_size=32, alpha=0.35, backbone_weights="/nonexistent.h5"))

@@ -1,0 +1,48 @@
+import numpy as np
+
+
+def test_qat_model_is_trained_and_saved_with_fake_quant(tiny_run, tiny_model_config, synthetic_faces):
+    """The QAT weights in the run folder are the trained ones, not the float start."""
+    from qa_headpose import qat, workflow
+
+    float_model = workflow.load_keras_from_run(tiny_run, "float")
+    qat_model = workflow.load_keras_from_run(tiny_run, "qat")
+    assert qat.count_fake_quant_layers(float_model) == 0
+    assert qat.count_fake_quant_layers(qat_model) > 50
+    names = [v.name for v in qat_model.weights]
+    assert any("kernel_min" in n for n in names) and any("output_min" in n or "post_activation_min" in n for n in names)
+    float_kernel = float_model.get_layer("Conv1").get_weights()[0]
+    qat_kernel = next(w for w in qat_model.get_layer("quant_Conv1").get_weights() if w.shape == float_kernel.shape)
+    assert not np.allclose(float_kernel, qat_kernel)
+    # Reloading (rebuild + load_weights) gives the same outputs.
+    x = synthetic_faces.crops(32)[:4].astype(np.float32)
+    again = qat.build_qat_model(tiny_model_config, str(tiny_run / "qat" / "best.weights.h5"))
+    np.testing.assert_allclose(again.predict_on_batch(x), qat_model.predict_on_batch(x), atol=1e-5)
+
+
+def test_pose_output_range_is_fixed_in_degrees(tiny_model_config):
+    from qa_headpose import qat
+    from qa_headpose.model import build_model
+
+    model = qat.make_qat_model(build_model(tiny_model_config))
+    quantizer = model.get_layer("quant_pose").quantize_config.get_activations_and_quantizers(model.get_layer("quant_pose").layer)
+    assert quantizer and qat.OUTPUT_MIN_DEG == -100.0 and abs(qat.OUTPUT_MAX_DEG - 99.21875) < 1e-9
+    # A large pre-activation is clipped to the fixed range, not to tfmot's default +-6.
+    big = model.get_layer("quant_pose")
+    assert big.quantize_config.get_activations_and_quantizers(big.layer)[0][1].init_max == qat.OUTPUT_MAX_DEG
+
+
+def test_training_lowers_the_loss(synthetic_faces, tiny_model_config, tmp_path):
+    from qa_headpose.config import AugmentConfig, TrainConfig
+    from qa_headpose.model import build_model
+    from qa_headpose.train import fit_phase, predict_keras
+
+    model = build_model(tiny_model_config)
+    x = synthetic_faces.crops(32).astype(np.float32)
+    before = np.abs(predict_keras(model, x) - synthetic_faces.poses).mean()
+    cfg = TrainConfig(epochs=6, batch_size=8, learning_rate=3e-3, augment=AugmentConfig.none())
+    fit_phase(model, synthetic_faces, x, synthetic_faces.poses, cfg, tmp_path / "run", verbose=0)
+    model.load_weights(str(tmp_path / "run" / "best.weights.h5"))
+    after = np.abs(predict_keras(model, x) - synthetic_faces.poses).mean()
+    assert after < before
+    assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 7
