@@ -22,6 +22,12 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Port torchvision's ImageNet MobileNetV2 checkpoint into the Keras backbone (.h5).",
     )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``port-imagenet`` (shared with the main ``qa-headpose`` parser)."""
     parser.add_argument(
         "--pth",
         type=Path,
@@ -31,7 +37,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, required=True, help="output .h5 file of backbone weights")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    return parser
 
 
 def port_imagenet_main(argv: list[str] | None = None) -> int:
@@ -40,6 +45,11 @@ def port_imagenet_main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2, already printed)
         return exc.code if isinstance(exc.code, int) else 2
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Ports the weights for parsed arguments; returns the exit code."""
     try:
         if args.out.exists() and not args.force:
             raise FileExistsError(f"{args.out} exists; pass --force to overwrite it")
