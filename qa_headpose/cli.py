@@ -276,12 +276,298 @@ def _run_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- benchmark
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive integers, got {text!r}")
+    return tuple(dict.fromkeys(values))
+
+
+def _add_benchmark(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", nargs="+", type=Path, help=".tflite/.onnx files or folders of them (default: the shipped models)")
+    p.add_argument("--run", type=Path, help="training run folder: adds its float Keras model (predict_on_batch and call rows)")
+    p.add_argument("--threads", type=_int_list, help="thread counts, e.g. 8 or 1,2,4,8 (default: 1 and all cores)")
+    p.add_argument("--batch-sizes", type=_int_list, default=(1, 8, 32), help="throughput batch sizes (default 1,8,32)")
+    p.add_argument("--runtimes", default="litert,tf.lite,onnxruntime,keras", help="comma list of litert, tf.lite, onnxruntime, keras")
+    p.add_argument("--xnnpack", choices=("on", "off", "both"), default="both", help="XNNPACK delegate of the TFLite interpreters")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls first")
+    p.add_argument("--runs", type=_positive_int, default=200, help="timed batch-1 calls")
+    p.add_argument("--throughput-seconds", type=_non_negative_float, default=0.5, help="minimum time per batch size")
+    g = p.add_argument_group("accuracy")
+    g.add_argument("--data", nargs="+", help="FSA-Net .npz file(s) or 300W-LP/AFLW2000 folder(s): adds per-angle MAE")
+    g.add_argument("--subset", choices=("val", "all"), default="val", help="val split of --data (all when it has no val face)")
+    g.add_argument("--split", default="aflw2000_val", help="committed val list name, or 'hash'")
+    g.add_argument("--max-faces", type=_positive_int, help="evaluate on the first N faces only")
+    g = p.add_argument_group("analysis")
+    g.add_argument("--profile", action="store_true", help="per-op profile and compute bound of each int8 .tflite")
+    g.add_argument("--frame", action="store_true", help="time a 640x480 frame with one face: detection + crop + pose")
+    g = p.add_argument_group("output")
+    g.add_argument("--json", type=Path, help="write every row, the machine and the settings as JSON")
+    g.add_argument("--markdown", nargs="?", const="-", help="markdown table to FILE (or stdout without FILE)")
+    g.add_argument("--plot", type=Path, help="PNG of latency vs threads per model")
+    g.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    import os
+
+    from qa_headpose import benchmark
+
+    for out in (args.json, args.plot, None if args.markdown in (None, "-") else Path(args.markdown)):
+        if out is not None:
+            _check_output(out, args.force)
+    runtimes = tuple(v.strip() for v in args.runtimes.split(",") if v.strip())
+    if set(runtimes) - set(benchmark.RUNTIMES) or not runtimes:
+        raise UsageError(f"--runtimes takes {', '.join(benchmark.RUNTIMES)}. Received: {args.runtimes!r}")
+    if args.model:
+        specs = benchmark.find_models(args.model)
+    else:
+        from qa_headpose.estimator import MODELS_DIR
+
+        files = sorted([*MODELS_DIR.glob("headpose*.tflite"), *MODELS_DIR.glob("headpose*.onnx")])
+        if not files:
+            raise UsageError(f"No shipped head-pose model in {MODELS_DIR}; pass --model PATH")
+        specs = [benchmark.model_spec(f) for f in files]
+    if args.run is not None:
+        specs.append(benchmark.model_spec(args.run))
+    threads = args.threads or tuple(dict.fromkeys((1, os.cpu_count() or 1)))
+    xnnpack = {"on": (True,), "off": (False,), "both": (True, False)}[args.xnnpack]
+    cfg = benchmark.BenchmarkConfig(
+        threads=threads,
+        batch_sizes=args.batch_sizes,
+        warmup=args.warmup,
+        runs=args.runs,
+        throughput_seconds=args.throughput_seconds,
+        runtimes=runtimes,
+        xnnpack=xnnpack,
+    )
+    eval_data = _benchmark_data(args) if args.data else None
+    report = benchmark.run_benchmark(specs, cfg, eval_data, progress=lambda line: print(f"measuring {line}", file=sys.stderr))
+    report.command = _invocation()
+    int8 = [s for s in specs if s.format == "tflite" and s.variant == "int8"]
+    if args.profile:
+        report.profile = {}
+        for spec in int8:
+            for t in threads:
+                prof = benchmark.profile_tflite_ops(spec.path, t, runs=max(50, args.runs))
+                prof["bound"] = benchmark.compute_bound(prof, report.system)
+                report.profile[f"{spec.name}@{t}"] = prof
+    if args.frame:
+        if not int8:
+            raise UsageError("--frame needs an int8 .tflite among the models")
+        report.frame = benchmark.measure_frame(int8[0].path, max(threads), args.runs)
+    print(benchmark.format_table(report))
+    for item in report.skipped:
+        print(f"skipped {item['model']} on {item['runtime']}: {item['reason']}")
+    for name, prof in (report.profile or {}).items():
+        b = prof["bound"]
+        top = ", ".join(f"{op} {v['ms']:.3f} ms ({v['share']:.0%})" for op, v in list(prof["by_op"].items())[:4])
+        print(
+            f"profile {name}: {prof['total_ms']:.3f} ms, {b['macs'] / 1e6:.1f} M MACs, {b['achieved_gmacs_per_s']} GMAC/s "
+            f"= {b['fraction_of_isa_peak']} of the ISA peak {b['isa_peak_gmacs_per_s']} GMAC/s ({b['isa_assumption']}); "
+            f"best op {b['best_op_gmacs_per_s']} GMAC/s -> bound {b['best_op_bound_ms']} ms; by op: {top}"
+        )
+    if report.frame:
+        f = report.frame
+        print(
+            f"frame {f['frame']} ({f['detector']}; face found: {f['face_detected']}): total p50 {f['total_p50_ms']:.3f} ms = detect {f['detect_p50_ms']:.3f} "
+            f"+ crop/preprocess {f['crop_preprocess_p50_ms']:.3f} + pose {f['pose_p50_ms']:.3f} ms, {f['threads']} threads"
+        )
+    if args.json:
+        benchmark.write_report_json(report, args.json)
+        print(f"wrote {args.json}")
+    if args.markdown == "-":
+        print(benchmark.format_markdown(report))
+    elif args.markdown:
+        from qa_headpose.config import write_bytes_atomic
+
+        write_bytes_atomic(args.markdown, benchmark.format_markdown(report).encode())
+        print(f"wrote {args.markdown}")
+    if args.plot:
+        benchmark.plot_latency(report, args.plot)
+        print(f"wrote {args.plot}")
+    return EXIT_OK
+
+
+def _invocation() -> str:
+    import shlex
+
+    prog = Path(sys.argv[0]).name
+    prog = "python -m qa_headpose.cli" if prog == "cli.py" else (f"python {prog}" if prog.endswith(".py") else prog)
+    return " ".join([prog, *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def _benchmark_data(args: argparse.Namespace):
+    from qa_headpose import workflow
+    from qa_headpose.data import split_train_val
+
+    faces, _ = workflow.load_filtered(args.data)
+    if args.subset == "val":
+        _, val = split_train_val(faces, None if args.split == "hash" else args.split)
+        faces = val if len(val) else faces
+    if args.max_faces:
+        faces = faces.subset(range(min(args.max_faces, len(faces))))
+    return lambda size: (faces.crops(size).astype("float32"), faces.poses)
+
+
+# ---------------------------------------------------------------- export-onnx
+def _add_export_onnx(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", type=Path, help="a training run folder (qa-headpose train --out)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the .onnx files and their .json")
+    p.add_argument("--variants", default="float,int8", help="comma list of float, int8 (static QDQ)")
+    p.add_argument("--num-calibration", type=_positive_int, default=200, help="training crops to calibrate int8")
+    p.add_argument("--opset", type=_positive_int, default=17)
+    p.add_argument("--name", default="headpose", help="file name prefix")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+
+
+def _run_export_onnx(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from qa_headpose.onnx_export import ONNX_VARIANTS, export_onnx_run
+
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    if set(variants) - set(ONNX_VARIANTS) or not variants:
+        raise UsageError(f"--variants takes {', '.join(ONNX_VARIANTS)}. Received: {args.variants!r}")
+    for v in variants:
+        _check_output(args.out / f"{args.name}_onnx_{v}.onnx", args.force)
+    from qa_headpose import workflow
+
+    run = workflow.read_run_config(args.run)
+    calibration = None
+    if "int8" in variants:
+        data = run["data"]
+        prepared = workflow.prepare_data(data["data"], data.get("val_data") or None, _split_of(data), data.get("limit_deg"))
+        pick = np.random.default_rng(0).permutation(len(prepared.train))[: args.num_calibration]
+        calibration = prepared.train.subset(pick).crops(run["model"].input_size).astype(np.float32)
+    written = export_onnx_run(args.run, args.out, calibration, variants, args.name, args.opset)
+    for variant, meta in written.items():
+        print(f"onnx {variant}: {args.out / (args.name + '_onnx_' + variant + '.onnx')} {meta['file_size_bytes'] / 1e6:.2f} MB")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- predict
+def _add_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", help="images, folders of images, video files (none: the shipped sample image)")
+    p.add_argument("--cam", type=int, metavar="N", help="read webcam N instead of paths (Ctrl-C stops)")
+    p.add_argument("--model", help="a head-pose .tflite (default: the shipped full-int8 model)")
+    p.add_argument("--detector", default="short", help="'short' (BlazeFace short range), 'full' (small faces), a .tflite")
+    p.add_argument("--threads", type=_positive_int, default=2, help="interpreter threads")
+    p.add_argument("--max-faces", type=_positive_int, help="at most N faces per image/frame, best detector score first")
+    p.add_argument("--min-score", type=_positive_float, default=0.5, help="lowest detector confidence, in (0, 1)")
+    p.add_argument("--json", metavar="FILE", help="write faces and per-input reports as JSON ('-': stdout)")
+    p.add_argument("--csv", metavar="FILE", help="write faces as CSV ('-': stdout)")
+    p.add_argument("--output", metavar="DIR|FILE", help="annotated copies: a folder, or one image/video file")
+    p.add_argument("--draw", choices=("axes", "cube", "both"), default="axes", help="what to draw at each face")
+    p.add_argument("--smooth", action="store_true", help="video: One-Euro filter on each face's rotation and box")
+    p.add_argument("--smooth-cutoff", type=_positive_float, default=1.0, help="One-Euro cutoff at rest, Hz")
+    p.add_argument("--smooth-beta", type=_non_negative_float, default=0.02, help="cutoff increase per deg/s")
+    p.add_argument("--max-frames", type=_positive_int, help="stop each video (or the webcam) after N frames")
+    p.add_argument("--show", action="store_true", help="show video frames in a window (OpenCV with GUI only)")
+    p.add_argument("--quiet", action="store_true", help="no table on the terminal")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from qa_headpose import predict
+    from qa_headpose.config import write_json_atomic
+    from qa_headpose.video import SmoothConfig
+
+    if args.json == "-" and args.csv == "-":
+        raise UsageError("--json - and --csv - cannot both write to stdout")
+    if args.cam is not None and args.paths:
+        raise UsageError("give either paths or --cam, not both")
+    if not args.min_score < 1:
+        raise UsageError(f"--min-score must be in (0, 1). Received: {args.min_score}")
+    for out in (args.json, args.csv):
+        if out and out != "-":
+            _check_output(Path(out), args.force)
+    smooth = SmoothConfig(args.smooth_cutoff, args.smooth_beta) if args.smooth else None
+    cfg = predict.PredictConfig(
+        inputs=tuple(args.paths),
+        camera=args.cam,
+        model=args.model,
+        detector=args.detector,
+        threads=args.threads,
+        max_faces=args.max_faces,
+        min_score=args.min_score,
+        draw=args.draw,
+        output=args.output,
+        smooth=smooth,
+        max_frames=args.max_frames,
+        show=args.show,
+        force=args.force,
+    )
+    to_stdout = "-" in (args.json, args.csv)
+    info = sys.stderr if to_stdout else sys.stdout
+    show_table = not (args.quiet or to_stdout)
+    header_done: list[bool] = []
+
+    def on_row(row: dict) -> None:
+        if not show_table:
+            return
+        if not header_done:
+            print(predict.format_header())
+            header_done.append(True)
+        print(predict.format_row(row), flush=True)
+
+    def on_source(report) -> None:
+        if report.error:
+            print(f"qa-headpose predict: error: {report.error}", file=sys.stderr)
+            return
+        if report.faces == 0:
+            print(f"qa-headpose predict: no face found in {report.name}", file=sys.stderr)
+        if report.kind in ("video", "camera"):
+            print(
+                f"{report.name}: {report.frames} frames, a face in {report.frames_with_face}, {report.fps:.1f} FPS"
+                + (f" -> {report.output}" if report.output else ""),
+                file=info,
+            )
+        elif report.output:
+            print(f"wrote {report.output}", file=info)
+
+    summary = predict.run_predict(cfg, on_row=on_row, on_source=on_source)
+    meta = {"version": __version__, "model": str(args.model or "shipped headpose_int8.tflite"), "detector": args.detector}
+    if args.json == "-":
+        print(json.dumps(predict.summary_to_json(summary, meta), indent=2))
+    elif args.json:
+        write_json_atomic(args.json, predict.summary_to_json(summary, meta))
+    if args.csv == "-":
+        print(predict.rows_to_csv(summary.rows), end="")
+    elif args.csv:
+        predict.write_csv(summary.rows, args.csv)
+    failed = summary.failed
+    if failed and len(summary.sources) > 1:
+        names = ", ".join(s.name for s in failed[:5]) + (", ..." if len(failed) > 5 else "")
+        print(f"qa-headpose predict: {len(failed)} of {len(summary.sources)} inputs failed: {names}", file=sys.stderr)
+    return summary.status
+
+
+# ---------------------------------------------------------------- port-imagenet
+def _add_port_imagenet(p: argparse.ArgumentParser) -> None:
+    from qa_headpose import imagenet_cli
+
+    imagenet_cli.add_arguments(p)
+
+
+def _run_port_imagenet(args: argparse.Namespace) -> int:
+    from qa_headpose import imagenet_cli
+
+    return imagenet_cli.run(args)
+
+
 # ---------------------------------------------------------------- main
 SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("train float then QAT on real data", _add_train, _run_train),
     "export": ("export a run to full-int8, float32 and dynamic-range TFLite", _add_export, _run_export),
     "evaluate": ("per-angle MAE of a .tflite or Keras model on a dataset", _add_evaluate, _run_evaluate),
     "data": ("dataset tools (crop cache)", _add_data, _run_data),
+    "benchmark": ("latency, throughput, size, memory and MAE of every model and runtime", _add_benchmark, _run_benchmark),
+    "export-onnx": ("export a run to float and int8 (QDQ) ONNX", _add_export_onnx, _run_export_onnx),
 }
 
 
@@ -332,6 +618,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 def export_main(argv: Sequence[str] | None = None) -> int:
     """``qa-headpose export`` (also ``python export_tflite.py``)."""
     return main(["export", *(sys.argv[1:] if argv is None else argv)])
+
+
+def benchmark_main(argv: Sequence[str] | None = None) -> int:
+    """``qa-headpose benchmark`` (also ``python benchmark_tflite.py``)."""
+    return main(["benchmark", *(sys.argv[1:] if argv is None else argv)])
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,3 @@
+from qa_headpose.cli import benchmark_main
+
+raise SystemExit(benchmark_main())

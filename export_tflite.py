@@ -1,0 +1,3 @@
+from qa_headpose.cli import export_main
+
+raise SystemExit(export_main())
