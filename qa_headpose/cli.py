@@ -455,7 +455,7 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="images, folders of images, video files (none: the shipped sample image)")
     p.add_argument("--cam", type=int, metavar="N", help="read webcam N instead of paths (Ctrl-C stops)")
     p.add_argument("--model", help="a head-pose .tflite (default: the shipped full-int8 model)")
-    p.add_argument("--detector", default="short", help="'short' (BlazeFace short range), 'full' (small faces), a .tflite")
+    p.add_argument("--detector", default="short", help="'short' (default), 'full' (small faces) or a .tflite")
     p.add_argument("--threads", type=_positive_int, default=2, help="interpreter threads")
     p.add_argument("--max-faces", type=_positive_int, help="at most N faces per image/frame, best detector score first")
     p.add_argument("--min-score", type=_positive_float, default=0.5, help="lowest detector confidence, in (0, 1)")
@@ -531,7 +531,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             print(f"wrote {report.output}", file=info)
 
     summary = predict.run_predict(cfg, on_row=on_row, on_source=on_source)
-    meta = {"version": __version__, "model": str(args.model or "shipped headpose_int8.tflite"), "detector": args.detector}
+    meta = {"version": __version__, "model": args.model or "shipped headpose_int8.tflite", "detector": args.detector}
     if args.json == "-":
         print(json.dumps(predict.summary_to_json(summary, meta), indent=2))
     elif args.json:
@@ -566,6 +566,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "export": ("export a run to full-int8, float32 and dynamic-range TFLite", _add_export, _run_export),
     "evaluate": ("per-angle MAE of a .tflite or Keras model on a dataset", _add_evaluate, _run_evaluate),
     "data": ("dataset tools (crop cache)", _add_data, _run_data),
+    "predict": ("head pose of every face in images, folders, videos or a webcam", _add_predict, _run_predict),
     "benchmark": ("latency, throughput, size, memory and MAE of every model and runtime", _add_benchmark, _run_benchmark),
     "export-onnx": ("export a run to float and int8 (QDQ) ONNX", _add_export_onnx, _run_export_onnx),
 }

@@ -86,3 +86,46 @@ class HeadPoseEstimator:
             raise ValueError(f"predict_batch takes (n, H, W, 3) or a list of crops. Received: shape={face_crops.shape}")
         x = to_model_input(list(face_crops), self.input_size)
         return [from_model_output(row) for row in self.runner(x)]
+
+    @property
+    def detector(self):
+        """The face detector of `predict_image` (`detect.FaceDetector`, created on first use)."""
+        if getattr(self, "_detector", None) is None:
+            from qa_headpose.detect import FaceDetector
+
+            self._detector = FaceDetector(num_threads=self.runner.num_threads)
+        return self._detector
+
+    @detector.setter
+    def detector(self, value) -> None:
+        self._detector = value
+
+    def predict_image(self, image: np.ndarray, max_faces: int | None = None) -> list:
+        """Finds the faces in a whole image and returns the head pose of each.
+
+        The detector's box is mapped to the landmark-like box the model was trained on
+        (`FaceDetector.crop_box`) and cut with the training margin
+        (`preprocess.crop_face`); all faces go through the model in one call.
+
+        Args:
+            image: BGR image (H, W, 3) uint8; grayscale, BGRA and 16-bit are converted.
+            max_faces: keep at most this many faces (best detector score); None keeps all.
+
+        Returns:
+            list of `detect.FaceResult` (box, score, pose, face index), best score first;
+            empty when no face is found.
+
+        Raises:
+            ValueError: if ``image`` is not an image array.
+        """
+        from qa_headpose.data import to_bgr_uint8
+        from qa_headpose.detect import FaceResult
+        from qa_headpose.preprocess import crop_face
+
+        image = to_bgr_uint8(np.asarray(image), "predict_image input")
+        detections = self.detector.detect(image, max_faces)
+        if not detections:
+            return []
+        crops = [crop_face(image, self.detector.crop_box(d.box), self.input_size) for d in detections]
+        poses = self.predict_batch(crops)
+        return [FaceResult(d.box, d.score, pose, i) for i, (d, pose) in enumerate(zip(detections, poses))]

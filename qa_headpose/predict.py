@@ -1,0 +1,494 @@
+"""The work of ``qa-headpose predict``: images, folders, videos or a webcam -> faces with head poses. No TF.
+
+`run_predict` finds the faces of every input (`HeadPoseEstimator.predict_image`:
+detector, crop, one batched model call per image or frame), tracks and optionally
+smooths them in videos (`video.FaceTracker`), draws them (`draw.draw_face`) into
+annotated copies, and hands each face to a callback as a row of `COLUMNS`. It never
+prints: ``cli.py`` turns rows into the terminal table, JSON and CSV with the
+formatters here. A bad input is reported and skipped; the run goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from qa_headpose.config import write_bytes_atomic
+from qa_headpose.data import DataError, read_image
+from qa_headpose.detect import MIN_SCORE, FaceResult
+from qa_headpose.draw import draw_face, draw_text
+from qa_headpose.video import VIDEO_FOURCC, FaceTracker, SmoothConfig, VideoSink, iter_frames, open_camera, open_video
+from qa_headpose.video import video_fps as _video_fps
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_IMAGE = Path(__file__).with_name("assets") / "astronaut.jpg"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+COLUMNS = ("file", "frame", "face", "x0", "y0", "x1", "y1", "score", "yaw", "pitch", "roll")
+DRAW_MODES = ("axes", "cube", "both")
+# Exit statuses of a run (the CLI returns them): everything read and at least one face;
+# some inputs failed or no face at all; nothing could be read.
+STATUS_OK, STATUS_PARTIAL, STATUS_FAILED = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """What ``qa-headpose predict`` does.
+
+    Fields:
+        inputs: image files, folders of images and video files; empty (and no camera)
+            runs on the shipped sample image.
+        camera: webcam index instead of inputs, or None.
+        model: head-pose .tflite; None for the shipped model.
+        detector: shipped face detector ("short", "full") or a BlazeFace .tflite.
+        threads: interpreter threads (detector and head-pose model).
+        max_faces: at most this many faces per image or frame (best detector score); None for all.
+        min_score: lowest detector confidence kept, in (0, 1).
+        draw: what `output` shows at each face: "axes", "cube" or "both".
+        output: folder, or one image/video file, for annotated copies; None writes none.
+        smooth: One-Euro smoothing of video poses and boxes (`video.SmoothConfig`), or None.
+        max_frames: stop each video or the webcam after this many frames; None for all.
+        show: show video/webcam frames in a window (needs an OpenCV built with a GUI).
+        force: overwrite existing output files.
+    """
+
+    inputs: tuple[str, ...] = ()
+    camera: int | None = None
+    model: str | None = None
+    detector: str = "short"
+    threads: int = 2
+    max_faces: int | None = None
+    min_score: float = MIN_SCORE
+    draw: str = "axes"
+    output: str | None = None
+    smooth: SmoothConfig | None = None
+    max_frames: int | None = None
+    show: bool = False
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.draw not in DRAW_MODES:
+            raise ValueError(f"draw must be one of {DRAW_MODES}. Received: draw={self.draw!r}")
+        if self.camera is not None and self.inputs:
+            raise ValueError("Give either input paths or a camera, not both")
+        for name in ("threads", "max_faces", "max_frames"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1. Received: {name}={value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One input: ``kind`` is "image", "video" or "camera"; ``name`` is what rows show as ``file``."""
+
+    kind: str
+    name: str
+    path: Path | None = None
+    camera: int | None = None
+
+
+@dataclasses.dataclass
+class SourceReport:
+    """What happened to one input.
+
+    Attributes:
+        name: the input as rows show it.
+        kind: "image", "video", "camera" or "folder" (a folder that held no image).
+        faces: faces found (over all frames for a video).
+        frames: frames read (1 for an image).
+        frames_with_face: frames in which at least one face was found.
+        seconds: processing time, reading and writing included.
+        output: the annotated file written, if any.
+        error: one-line reason when the input could not be processed, else None.
+    """
+
+    name: str
+    kind: str
+    faces: int = 0
+    frames: int = 0
+    frames_with_face: int = 0
+    seconds: float = 0.0
+    output: Path | None = None
+    error: str | None = None
+
+    @property
+    def fps(self) -> float:
+        """Frames processed per second."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclasses.dataclass
+class PredictSummary:
+    """The result of `run_predict`: one row per face (`COLUMNS`) and one report per input."""
+
+    rows: list[dict[str, Any]]
+    sources: list[SourceReport]
+
+    @property
+    def failed(self) -> list[SourceReport]:
+        """The inputs that could not be processed."""
+        return [s for s in self.sources if s.error]
+
+    @property
+    def status(self) -> int:
+        """`STATUS_OK`, `STATUS_PARTIAL` (some inputs failed, or no face anywhere) or `STATUS_FAILED`."""
+        if not self.sources or len(self.failed) == len(self.sources):
+            return STATUS_FAILED
+        if self.failed or not self.rows:
+            return STATUS_PARTIAL
+        return STATUS_OK
+
+
+def collect_sources(
+    inputs: tuple[str, ...] | list[str], camera: int | None = None
+) -> tuple[list[Source], list[SourceReport]]:
+    """Expands the inputs: a folder gives its image files (sorted, not recursive).
+
+    Args:
+        inputs: paths as given on the command line; empty for the sample image.
+        camera: a webcam index instead of paths.
+
+    Returns:
+        (sources, reports of inputs that cannot be used: missing paths, folders without images).
+    """
+    if camera is not None:
+        return [Source("camera", f"camera{camera}", camera=int(camera))], []
+    if not inputs:
+        return [Source("image", SAMPLE_IMAGE.name, SAMPLE_IMAGE)], []
+    sources, bad = [], []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not images:
+                bad.append(
+                    SourceReport(text, "folder", error=f"No images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+                )
+            sources += [Source("image", str(p), p) for p in images]
+        elif not path.exists():
+            bad.append(SourceReport(text, "image", error=f"No such file or folder: {path}"))
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
+            sources.append(Source("video", text, path))
+        else:
+            sources.append(Source("image", text, path))
+    return sources, bad
+
+
+def plan_outputs(sources: list[Source], output: str | os.PathLike | None, force: bool = False) -> dict[int, Path]:
+    """Where each input's annotated copy goes.
+
+    A path ending in an image or video suffix is one output file (for exactly one input);
+    anything else is a folder that gets one file per input: the image's own name, or
+    the video's stem + ``.mp4``.
+
+    Returns:
+        {index into sources: output path}; empty when ``output`` is None.
+
+    Raises:
+        FileExistsError: if an output exists and ``force`` is False.
+        ValueError: for a file output with several inputs, a suffix that does not fit the
+            input, or an output that is one of the inputs.
+        NotADirectoryError: if a folder output is an existing file.
+    """
+    if output is None or not sources:
+        return {}
+    out = Path(output)
+    suffix = out.suffix.lower()
+    plan: dict[int, Path] = {}
+    if suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES:
+        if len(sources) != 1:
+            raise ValueError(f"--output {out} is one file but there are {len(sources)} inputs; give a folder")
+        is_video = sources[0].kind in ("video", "camera")
+        if is_video and suffix not in VIDEO_FOURCC:
+            raise ValueError(f"A video is written as {', '.join(sorted(VIDEO_FOURCC))}. Received: --output {out}")
+        if not is_video and suffix not in IMAGE_SUFFIXES:
+            raise ValueError(f"An image is written as {', '.join(IMAGE_SUFFIXES)}. Received: --output {out}")
+        plan[0] = out
+    else:
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"--output {out} is a file; give a folder or an image/video file name")
+        used: set[str] = set()
+        for i, src in enumerate(sources):
+            name = src.path.name if src.kind == "image" else f"{src.path.stem if src.path else src.name}.mp4"
+            stem, ext, n = Path(name).stem, Path(name).suffix, 1
+            while name in used:
+                name, n = f"{stem}_{n}{ext}", n + 1
+            used.add(name)
+            plan[i] = out / name
+    for i, path in plan.items():
+        src = sources[i].path
+        if src is not None and path.exists() and src.exists() and os.path.samefile(src, path):
+            raise ValueError(f"--output would overwrite the input {src}")
+        if path.exists() and not force:
+            raise FileExistsError(f"{path} already exists; pass --force to overwrite it")
+    return plan
+
+
+def make_row(name: str, frame: int, result: FaceResult) -> dict[str, Any]:
+    """One face as a row of `COLUMNS` (box in pixels, score, angles in degrees)."""
+    x0, y0, x1, y1 = result.box
+    return {
+        "file": name,
+        "frame": int(frame),
+        "face": int(result.face),
+        "x0": round(float(x0), 2),
+        "y0": round(float(y0), 2),
+        "x1": round(float(x1), 2),
+        "y1": round(float(y1), 2),
+        "score": round(float(result.score), 4),
+        "yaw": round(float(result.pose.yaw), 3),
+        "pitch": round(float(result.pose.pitch), 3),
+        "roll": round(float(result.pose.roll), 3),
+    }
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        with _native_stderr_silenced():  # libpng/libjpeg print their own complaints
+            return read_image(path)
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise DataError(f"Image too large: {path} (OpenCV decodes at most 2**30 pixels)") from None
+        raise DataError(f"Cannot decode image: {path} ({_one_line(exc)})") from None
+    except MemoryError:
+        raise DataError(f"Image too large to decode: {path}") from None
+
+
+def _write_image(image: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buffer = cv2.imencode(path.suffix.lower(), image)
+    if not ok:
+        raise DataError(f"OpenCV cannot write {path}")
+    write_bytes_atomic(path, buffer.tobytes())
+
+
+def _draw_results(image: np.ndarray, results: list[FaceResult], mode: str, video: bool) -> None:
+    for r in results:
+        label = f"#{r.face} yaw {r.pose.yaw:.0f} pitch {r.pose.pitch:.0f} roll {r.pose.roll:.0f}" if video else None
+        draw_face(image, r.box, r.pose, mode, label)
+
+
+def _run_image(estimator, src: Source, out: Path | None, cfg: PredictConfig, report: SourceReport) -> list[dict]:
+    image = _read_image(src.path)
+    results = estimator.predict_image(image, cfg.max_faces)
+    report.frames, report.faces, report.frames_with_face = 1, len(results), int(bool(results))
+    if out is not None:
+        canvas = image.copy()
+        _draw_results(canvas, results, cfg.draw, video=False)
+        _write_image(canvas, out)
+        report.output = out
+    return [make_row(src.name, 0, r) for r in results]
+
+
+def _run_video(
+    estimator, src: Source, out: Path | None, cfg: PredictConfig, report: SourceReport, on_row: Callable
+) -> list[dict]:
+    with _native_stderr_silenced():  # OpenCV/FFmpeg warnings; the DataError says it in one line
+        capture = open_camera(src.camera) if src.kind == "camera" else open_video(src.path)
+    fps = _video_fps(capture)
+    tracker = FaceTracker(cfg.smooth)
+    sink = VideoSink(out, fps) if out is not None else None
+    window = f"qa-headpose {src.name}"
+    rows: list[dict] = []
+    start = time.perf_counter()
+    try:
+        if cfg.show:
+            _open_window(window)
+        for index, frame in iter_frames(capture, cfg.max_frames):
+            t = index / fps if src.kind == "video" else time.perf_counter() - start
+            results = tracker.update(estimator.predict_image(frame, cfg.max_faces), t)
+            report.frames += 1
+            report.faces += len(results)
+            report.frames_with_face += int(bool(results))
+            for r in results:
+                row = make_row(src.name, index, r)
+                rows.append(row)
+                on_row(row)
+            if sink is not None or cfg.show:
+                _draw_results(frame, results, cfg.draw, video=True)
+                elapsed = time.perf_counter() - start
+                draw_text(frame, f"FPS {report.frames / max(elapsed, 1e-6):.1f}", (8, 24), 0.7)
+                if sink is not None:
+                    sink.write(frame)
+                if cfg.show and _show(window, frame):
+                    break
+    except KeyboardInterrupt:
+        if src.kind != "camera":
+            if sink is not None:
+                sink.abort()
+            raise
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
+    finally:
+        capture.release()
+        report.seconds = time.perf_counter() - start
+    if report.frames == 0:
+        if sink is not None:
+            sink.abort()
+        raise DataError(f"No frame could be read from {src.name}")
+    if sink is not None:
+        sink.close()
+        report.output = out
+    return rows
+
+
+def _open_window(name: str) -> None:
+    try:
+        cv2.namedWindow(name, cv2.WINDOW_NORMAL)
+    except cv2.error:
+        raise DataError("--show needs an OpenCV built with a GUI (this one has none); use --output instead") from None
+
+
+def _show(name: str, frame: np.ndarray) -> bool:
+    """Shows a frame; True when the user pressed q or Esc."""
+    cv2.imshow(name, frame)
+    return (cv2.waitKey(1) & 0xFF) in (ord("q"), 27)
+
+
+def make_estimator(cfg: PredictConfig):
+    """The `HeadPoseEstimator` of a run, with its detector set to the run's threads and min_score.
+
+    Raises:
+        ModelError: if the head-pose or detector model is missing or invalid.
+    """
+    from qa_headpose.detect import FaceDetector
+    from qa_headpose.estimator import HeadPoseEstimator
+
+    with _native_stderr_silenced():
+        estimator = HeadPoseEstimator(cfg.model, num_threads=cfg.threads)
+        estimator.detector = FaceDetector(cfg.detector, num_threads=cfg.threads, min_score=cfg.min_score)
+    return estimator
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hides what native code prints on stderr (LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate",
+    OpenCV, FFmpeg and libpng warnings); Python exceptions still carry the error."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def run_predict(
+    cfg: PredictConfig,
+    estimator=None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_source: Callable[[SourceReport], None] | None = None,
+) -> PredictSummary:
+    """Runs head-pose prediction over all inputs of ``cfg``.
+
+    Args:
+        cfg: the run's `PredictConfig`.
+        estimator: a `HeadPoseEstimator` to use; None builds one with `make_estimator`.
+        on_row: called with each face's row as soon as it is found.
+        on_source: called with each input's `SourceReport` when it is done (or failed).
+
+    Returns:
+        `PredictSummary` with all rows and reports; bad inputs are reported, not raised.
+
+    Raises:
+        ModelError: if a model is missing or invalid.
+        FileExistsError, ValueError, NotADirectoryError: for outputs that cannot be planned
+            (see `plan_outputs`); checked before any work.
+    """
+    on_row = on_row or (lambda row: None)
+    on_source = on_source or (lambda report: None)
+    sources, reports = collect_sources(cfg.inputs, cfg.camera)
+    for report in reports:
+        on_source(report)
+    plan = plan_outputs(sources, cfg.output, cfg.force)
+    rows: list[dict[str, Any]] = []
+    if sources and estimator is None:
+        estimator = make_estimator(cfg)
+    for i, src in enumerate(sources):
+        report = SourceReport(src.name, src.kind)
+        start = time.perf_counter()
+        try:
+            if src.kind == "image":
+                new = _run_image(estimator, src, plan.get(i), cfg, report)
+                for row in new:
+                    on_row(row)
+                report.seconds = time.perf_counter() - start
+            else:
+                new = _run_video(estimator, src, plan.get(i), cfg, report, on_row)
+            rows += new
+        except (DataError, ValueError, OSError, cv2.error) as exc:
+            report.error = _one_line(exc)
+            logger.debug("input %s failed", src.name, exc_info=True)
+        reports.append(report)
+        on_source(report)
+    return PredictSummary(rows, reports)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, cv2.error):
+        text = text.splitlines()[-1].strip() if text else "OpenCV error"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def format_header() -> str:
+    """The terminal table's header line."""
+    return f"{'file':<28} {'frame':>5} {'face':>4} {'x0':>7} {'y0':>7} {'x1':>7} {'y1':>7} {'score':>5} " + (
+        f"{'yaw':>7} {'pitch':>7} {'roll':>7}"
+    )
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """One row of the terminal table: box in pixels (1 decimal), angles in degrees (1 decimal)."""
+    name = row["file"] if len(row["file"]) <= 28 else "..." + row["file"][-25:]
+    return (
+        f"{name:<28} {row['frame']:>5} {row['face']:>4} {row['x0']:>7.1f} {row['y0']:>7.1f} {row['x1']:>7.1f} "
+        f"{row['y1']:>7.1f} {row['score']:>5.2f} {row['yaw']:>7.1f} {row['pitch']:>7.1f} {row['roll']:>7.1f}"
+    )
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    """The rows as CSV text with a `COLUMNS` header."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def summary_to_json(summary: PredictSummary, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON-ready dict: ``faces`` (the rows), ``inputs`` (one report each) and ``meta``."""
+    inputs = []
+    for s in summary.sources:
+        item = {"file": s.name, "kind": s.kind, "faces": s.faces, "frames": s.frames, "error": s.error}
+        if s.kind in ("video", "camera"):
+            item["fps"] = round(s.fps, 2)
+        item["output"] = str(s.output) if s.output else None
+        inputs.append(item)
+    return {"meta": meta or {}, "faces": summary.rows, "inputs": inputs}
+
+
+def write_csv(rows: list[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Writes `rows_to_csv` atomically."""
+    write_bytes_atomic(path, rows_to_csv(rows).encode())

@@ -1,0 +1,342 @@
+"""``qa-headpose predict`` end to end on real images and a video made of real faces, against the API."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from qa_headpose import cli
+from qa_headpose.detect import crop_box_from_detection
+from qa_headpose.estimator import DEFAULT_MODEL, HeadPoseEstimator
+from qa_headpose.predict import COLUMNS, SAMPLE_IMAGE, PredictConfig, plan_outputs
+from qa_headpose.preprocess import crop_face
+
+REPO = Path(__file__).resolve().parents[1]
+needs_shipped_model = pytest.mark.skipif(
+    not DEFAULT_MODEL.is_file(),
+    reason=f"the shipped model {DEFAULT_MODEL.relative_to(REPO)} is not there yet (the lead adds it after training)",
+)
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(["predict", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _table(out: str) -> list[dict]:
+    lines = [line for line in out.splitlines() if line.strip()]
+    header = lines[0].split()
+    assert header == list(COLUMNS)
+    rows = []
+    for line in lines[1:]:
+        if line.startswith("wrote ") or " frames, " in line:
+            continue
+        values = line.split()
+        rows.append({k: (v if k == "file" else float(v)) for k, v in zip(COLUMNS, values)})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def estimator(tiny_int8_tflite) -> HeadPoseEstimator:
+    return HeadPoseEstimator(tiny_int8_tflite, num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def face_dir(tmp_path_factory, aflw_dir, estimator) -> Path:
+    """Three real AFLW2000 faces (|yaw| < 40, found by the detector), linked into a folder."""
+    pytest.importorskip("scipy")
+    from qa_headpose.data import read_image, read_mat_label
+
+    out = tmp_path_factory.mktemp("faces")
+    for path in sorted(aflw_dir.glob("*.jpg")):
+        pose, _ = read_mat_label(path.with_suffix(".mat"))
+        if abs(pose[0]) < 40 and len(estimator.predict_image(read_image(path))) == 1:
+            (out / path.name).symlink_to(path)
+        if len(list(out.iterdir())) == 3:
+            return out
+    pytest.skip("not enough AFLW2000 faces")
+
+
+def _assert_rows_match_api(rows: list[dict], estimator: HeadPoseEstimator, tol: float) -> None:
+    by_file: dict[str, list] = {}
+    for row in rows:
+        path = SAMPLE_IMAGE if row["file"] == SAMPLE_IMAGE.name else Path(row["file"])
+        if row["file"] not in by_file:
+            by_file[row["file"]] = estimator.predict_image(cv2.imread(str(path)))
+        api = by_file[row["file"]][int(row["face"])]
+        assert float(row["score"]) == pytest.approx(api.score, abs=max(tol, 0.006))
+        np.testing.assert_allclose([float(row[k]) for k in ("x0", "y0", "x1", "y1")], api.box, atol=max(tol, 0.0051))
+        np.testing.assert_allclose([float(row[k]) for k in ("yaw", "pitch", "roll")], api.pose, atol=tol)
+    assert sum(len(v) for v in by_file.values()) == len(rows)
+
+
+def test_sample_table_matches_the_api(capsys, tiny_int8_tflite, estimator):
+    code, out, err = _run(capsys, "--model", tiny_int8_tflite)
+    assert code == 0, err
+    rows = _table(out)
+    assert len(rows) == 1 and rows[0]["file"] == "astronaut.jpg"
+    _assert_rows_match_api(rows, estimator, tol=0.051)
+
+
+def test_predict_image_is_detector_crop_then_model(estimator):
+    image = cv2.imread(str(SAMPLE_IMAGE))
+    (result,) = estimator.predict_image(image)
+    (det,) = estimator.detector.detect(image)
+    crop = crop_face(image, crop_box_from_detection(det.box), estimator.input_size)
+    assert result.box == det.box and result.score == det.score and result.face == 0
+    np.testing.assert_allclose(result.pose, estimator.predict(crop), atol=1e-6)
+    assert estimator.predict_image(np.zeros((120, 160, 3), np.uint8)) == []
+
+
+def test_predict_image_takes_gray_and_bgra(estimator):
+    image = cv2.imread(str(SAMPLE_IMAGE))
+    (ref,) = estimator.predict_image(image)
+    (bgra,) = estimator.predict_image(cv2.cvtColor(image, cv2.COLOR_BGR2BGRA))
+    assert bgra.pose == ref.pose
+    assert len(estimator.predict_image(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))) == 1
+
+
+def test_folder_json_and_csv_match_the_api(capsys, tmp_path, tiny_int8_tflite, estimator, face_dir):
+    code, out, err = _run(
+        capsys, face_dir, "--model", tiny_int8_tflite, "--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv"
+    )
+    assert code == 0, err
+    table = _table(out)
+    report = json.loads((tmp_path / "r.json").read_text())
+    with open(tmp_path / "r.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == COLUMNS
+        csv_rows = list(reader)
+    assert len(table) == len(report["faces"]) == len(csv_rows) == 3
+    assert [i["error"] for i in report["inputs"]] == [None] * 3
+    _assert_rows_match_api(report["faces"], estimator, tol=1e-3)
+    _assert_rows_match_api(csv_rows, estimator, tol=1e-3)
+    # JSON to stdout, nothing else there.
+    code, out, _ = _run(capsys, face_dir, "--model", tiny_int8_tflite, "--json", "-")
+    assert code == 0 and json.loads(out)["faces"] == report["faces"]
+
+
+def test_output_image_is_drawn_at_the_face(capsys, tmp_path, tiny_int8_tflite, estimator):
+    code, _, err = _run(capsys, "--model", tiny_int8_tflite, "--output", tmp_path / "out.png", "--draw", "both")
+    assert code == 0, err
+    original, drawn = cv2.imread(str(SAMPLE_IMAGE)), cv2.imread(str(tmp_path / "out.png"))
+    assert drawn.shape == original.shape
+    changed = np.any(drawn != original, axis=2)
+    (face,) = estimator.predict_image(original)
+    x0, y0, x1, y1 = (int(v) for v in face.box)
+    assert changed[y0:y1, x0:x1].mean() > 0.02
+    assert not changed[300:, :].any()  # far below the face nothing is drawn (PNG is lossless)
+    # An existing output is refused without --force.
+    code, _, err = _run(capsys, "--model", tiny_int8_tflite, "--output", tmp_path / "out.png")
+    assert code == 2 and "already exists" in err and "--force" in err
+    code, _, _ = _run(capsys, "--model", tiny_int8_tflite, "--output", tmp_path / "out.png", "--force")
+    assert code == 0
+
+
+def test_output_folder_gets_one_image_per_input(capsys, tmp_path, tiny_int8_tflite, face_dir):
+    code, _, err = _run(capsys, face_dir, "--model", tiny_int8_tflite, "--output", tmp_path / "drawn", "--quiet")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == sorted(p.name for p in face_dir.iterdir())
+    with pytest.raises(ValueError, match="overwrite the input"):
+        plan_outputs([_source(face_dir)], face_dir, force=True)
+
+
+def _source(face_dir: Path):
+    from qa_headpose.predict import Source
+
+    path = sorted(face_dir.iterdir())[0]
+    return Source("image", str(path), path)
+
+
+def test_folder_goes_on_past_bad_files(capsys, tmp_path, tiny_int8_tflite, face_dir):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for path in sorted(face_dir.iterdir())[:2]:
+        (folder / path.name).symlink_to(path.resolve())
+    (folder / "corrupt.jpg").write_bytes(os.urandom(2000))
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("not an image")
+    code, out, err = _run(capsys, folder, "--model", tiny_int8_tflite)
+    assert code == 1
+    assert len(_table(out)) == 2
+    lines = err.strip().splitlines()
+    assert any("corrupt.jpg" in line and "Cannot decode" in line for line in lines)
+    assert any("empty.png" in line and "Empty file" in line for line in lines)
+    assert lines[-1].startswith("qa-headpose predict: 2 of 4 inputs failed:")
+
+
+def test_image_variants_are_read(capsys, tmp_path, tiny_int8_tflite, estimator):
+    image = cv2.imread(str(SAMPLE_IMAGE))
+    cv2.imwrite(str(tmp_path / "gray.png"), cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(tmp_path / "rgba.png"), cv2.cvtColor(image, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(tmp_path / "deep.png"), image.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "huge.jpg"), cv2.resize(image, (4096, 4096)), [cv2.IMWRITE_JPEG_QUALITY, 70])
+    code, _, err = _run(capsys, tmp_path, "--model", tiny_int8_tflite, "--json", tmp_path / "r.json")
+    assert code == 0, err
+    faces = {row["file"]: row for row in json.loads((tmp_path / "r.json").read_text())["faces"]}
+    assert {Path(f).name for f in faces} == {"gray.png", "rgba.png", "deep.png", "huge.jpg"}
+    (ref,) = estimator.predict_image(image)
+    for name in ("rgba.png", "deep.png"):  # the same pixels once converted
+        row = faces[str(tmp_path / name)]
+        np.testing.assert_allclose([row["yaw"], row["pitch"], row["roll"]], ref.pose, atol=1e-3)
+    huge = faces[str(tmp_path / "huge.jpg")]
+    assert huge["x0"] == pytest.approx(ref.box[0] * 8, abs=40)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda d: d / "missing.jpg", "No such file or folder"),
+        (lambda d: (d / "nothing").mkdir() or d / "nothing", "No images"),
+        (lambda d: (d / "e.jpg").write_bytes(b"") and None or d / "e.jpg", "Empty file"),
+        (lambda d: (d / "c.png").write_bytes(os.urandom(500)) and d / "c.png", "Cannot decode image"),
+        (lambda d: (d / "big.png").write_bytes(_png_header_only(100000, 100000)) and d / "big.png", "too large"),
+        (lambda d: (d / "v.mp4").write_bytes(os.urandom(5000)) and d / "v.mp4", "video"),
+    ],
+    ids=["missing", "empty-folder", "empty-file", "corrupt", "huge-header", "corrupt-video"],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, tiny_int8_tflite, make, expected):
+    code, out, err = _run(capsys, make(tmp_path), "--model", tiny_int8_tflite)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and expected in err and err.startswith("qa-headpose predict: error:")
+    assert "Traceback" not in err and out == ""
+
+
+def test_camera_that_does_not_exist(capsys, tiny_int8_tflite):
+    code, _, err = _run(capsys, "--cam", "99", "--model", tiny_int8_tflite)
+    assert code == 2 and "Cannot open camera 99" in err and len(err.strip().splitlines()) == 1
+
+
+def test_usage_errors(capsys, tmp_path, tiny_int8_tflite):
+    code, _, err = _run(capsys, "--model", tmp_path / "nope.tflite")
+    assert code == 2 and "Model file not found" in err
+    code, _, err = _run(capsys, SAMPLE_IMAGE, "--cam", "0", "--model", tiny_int8_tflite)
+    assert code == 2 and "not both" in err
+    code, _, err = _run(capsys, "--json", "-", "--csv", "-", "--model", tiny_int8_tflite)
+    assert code == 2 and "stdout" in err
+    code, _, err = _run(
+        capsys, SAMPLE_IMAGE, SAMPLE_IMAGE, "--output", tmp_path / "one.jpg", "--model", tiny_int8_tflite
+    )
+    assert code == 2 and "give a folder" in err
+
+
+def test_no_face_found(capsys, tmp_path, tiny_int8_tflite):
+    cv2.imwrite(str(tmp_path / "wall.jpg"), np.full((200, 300, 3), 180, np.uint8))
+    code, out, err = _run(capsys, tmp_path / "wall.jpg", "--model", tiny_int8_tflite)
+    assert code == 1 and "no face found in" in err and out == ""
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory, face_dir) -> Path:
+    """12 frames, 320x240, 10 fps (MJPG .avi): a real AFLW2000 face drifting to the right."""
+    face = cv2.resize(cv2.imread(str(sorted(face_dir.iterdir())[0])), (200, 200))
+    path = tmp_path_factory.mktemp("video") / "drift.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    for i in range(12):
+        frame = np.full((240, 320, 3), 90, np.uint8)
+        frame[20:220, 20 + 5 * i : 220 + 5 * i] = face
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def _video_info(path: Path) -> tuple[int, int, int]:
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened()
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    capture.release()
+    return frames, *size
+
+
+def test_video_end_to_end(capsys, tmp_path, tiny_int8_tflite, face_video):
+    out = tmp_path / "drawn.mp4"
+    code, stdout, err = _run(
+        capsys, face_video, "--model", tiny_int8_tflite, "--output", out, "--smooth", "--csv", tmp_path / "r.csv"
+    )
+    assert code == 0, err
+    assert _video_info(out) == (12, 320, 240)
+    with open(tmp_path / "r.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["frame"]) for r in rows] == list(range(12))
+    assert {r["face"] for r in rows} == {"0"}  # one track all along
+    x0 = [float(r["x0"]) for r in rows]
+    assert x0[-1] - x0[0] > 25  # the box follows the drift (5 px per frame)
+    assert "12 frames, a face in 12" in stdout and "FPS" in stdout
+    # The table rows printed for the video are the CSV rows.
+    assert len(_table(stdout)) == 12
+
+
+def test_video_max_frames_and_folder_output(capsys, tmp_path, tiny_int8_tflite, face_video):
+    code, _, err = _run(capsys, face_video, "--model", tiny_int8_tflite, "--output", tmp_path, "--max-frames", "5")
+    assert code == 0, err
+    assert _video_info(tmp_path / "drift.mp4") == (5, 320, 240)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="draw"):
+        PredictConfig(draw="arrows")
+    with pytest.raises(ValueError, match="threads"):
+        PredictConfig(threads=0)
+
+
+def test_inference_path_imports_no_tensorflow(tiny_int8_tflite):
+    code = (
+        "import sys\n"
+        "from qa_headpose import cli, detect, draw, estimator, predict, video\n"
+        f"assert cli.main(['predict', '--model', {str(tiny_int8_tflite)!r}, '--quiet']) == 0\n"
+        "bad = [m for m in ('tensorflow', 'tf_keras', 'keras', 'qa_headpose._keras') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@needs_shipped_model
+def test_shipped_model_on_the_sample(capsys):
+    code, out, err = _run(capsys)  # no argument, no --model: what a new user runs first
+    assert code == 0, err
+    (row,) = _table(out)
+    # The astronaut faces the camera with a slight head tilt.
+    assert abs(row["yaw"]) < 20 and abs(row["pitch"]) < 25 and abs(row["roll"]) < 15
+
+
+@needs_shipped_model
+def test_shipped_model_on_aflw2000_val_faces(capsys, tmp_path, aflw_dir):
+    pytest.importorskip("scipy")
+    from qa_headpose.data import read_mat_label, read_split
+
+    val = sorted(read_split("aflw2000_val"))[:40]
+    labels = {}
+    for name in val:
+        pose, _ = read_mat_label(aflw_dir / f"{name}.mat")
+        if np.all(np.abs(pose) <= 99):
+            labels[str(aflw_dir / f"{name}.jpg")] = pose
+    code, _, err = _run(capsys, *labels, "--max-faces", "1", "--json", tmp_path / "r.json")
+    assert code in (0, 1), err
+    faces = json.loads((tmp_path / "r.json").read_text())["faces"]
+    assert len(faces) >= 0.9 * len(labels)
+    errors = [np.abs(np.array([f["yaw"], f["pitch"], f["roll"]]) - labels[f["file"]]) for f in faces]
+    assert np.mean(errors) < 10.0

@@ -1,0 +1,124 @@
+"""Video helpers: One-Euro filters (on the rotation), box-overlap tracking, reading and writing video."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa_headpose.angles import HeadPose
+from qa_headpose.data import DataError
+from qa_headpose.detect import FaceResult
+from qa_headpose.video import (
+    FaceTracker,
+    OneEuroFilter,
+    RotationFilter,
+    SmoothConfig,
+    VideoSink,
+    iter_frames,
+    open_camera,
+    open_video,
+)
+
+
+def _face(x: float, y: float, pose=(0.0, 0.0, 0.0), side: float = 40.0) -> FaceResult:
+    return FaceResult((x, y, x + side, y + side), 0.9, HeadPose(*pose))
+
+
+def test_one_euro_keeps_a_constant_and_lags_a_step():
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    assert f(np.array([5.0]), 0.0)[0] == 5.0
+    assert f(np.array([5.0]), 0.1)[0] == pytest.approx(5.0)
+    out = [f(np.array([15.0]), 0.1 * i)[0] for i in range(2, 8)]
+    assert all(5 < a < b < 15 for a, b in zip(out, out[1:]))
+
+
+def test_rotation_filter_reduces_jitter():
+    rng = np.random.default_rng(0)
+    f = RotationFilter(min_cutoff=1.0, beta=0.0)
+    raw = np.array([20.0, -5.0, 3.0]) + rng.normal(0, 3, (60, 3))
+    out = np.array([f(HeadPose(*p), i / 30) for i, p in enumerate(raw)])
+    assert np.std(out[20:], axis=0).max() < 0.5 * np.std(raw[20:], axis=0).min()
+    np.testing.assert_allclose(out[20:].mean(axis=0), [20, -5, 3], atol=2.0)
+
+
+def test_rotation_filter_does_not_average_euler_angles_across_the_wrap():
+    f = RotationFilter(min_cutoff=1.0, beta=0.0)
+    rolls = [f(HeadPose(0.0, 0.0, 179.0 if i % 2 else -179.0), i / 30).roll for i in range(30)]
+    # Averaging the numbers would pull roll towards 0; on the rotation it stays upside down.
+    assert min(abs(r) for r in rolls) > 170
+
+
+def test_rotation_filter_follows_a_fast_turn_with_beta():
+    slow, fast = RotationFilter(1.0, 0.0), RotationFilter(1.0, 0.05)
+    for f in (slow, fast):
+        f(HeadPose(0, 0, 0), 0.0)
+    a, b = slow(HeadPose(40, 0, 0), 1 / 30), fast(HeadPose(40, 0, 0), 1 / 30)
+    assert 0 < a.yaw < b.yaw < 40
+
+
+def test_tracker_keeps_ids_by_overlap():
+    tracker = FaceTracker()
+    first = tracker.update([_face(10, 10), _face(200, 10)], 0.0)
+    assert [r.face for r in first] == [0, 1]
+    # Same faces moved a little and listed in the other order.
+    second = tracker.update([_face(205, 12), _face(14, 11)], 0.1)
+    assert [r.face for r in second] == [1, 0]
+    third = tracker.update([_face(400, 300)], 0.2)
+    assert [r.face for r in third] == [2]
+
+
+def test_tracker_ends_tracks_after_max_missed_frames():
+    tracker = FaceTracker(max_missed=2)
+    tracker.update([_face(10, 10)], 0.0)
+    for i in range(3):
+        tracker.update([], 0.1 * (i + 1))
+    assert [r.face for r in tracker.update([_face(10, 10)], 0.5)] == [1]
+
+
+def test_tracker_smooths_when_configured():
+    tracker = FaceTracker(SmoothConfig(min_cutoff=0.5, beta=0.0, box_beta=0.0))
+    tracker.update([_face(10, 10, (0, 0, 0))], 0.0)
+    (r,) = tracker.update([_face(30, 10, (30, 0, 0))], 1 / 30)
+    assert 0 < r.pose.yaw < 30
+    assert 10 < r.box[0] < 30
+    with pytest.raises(ValueError):
+        SmoothConfig(min_cutoff=0)
+
+
+def test_video_sink_round_trip(tmp_path):
+    path = tmp_path / "out.mp4"
+    sink = VideoSink(path, 10)
+    frames = [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(7)]
+    for frame in frames:
+        sink.write(frame)
+    assert not path.exists()  # written to a temporary name until closed
+    sink.close()
+    capture = open_video(path)
+    read = list(iter_frames(capture))
+    capture.release()
+    assert len(read) == 7 and read[0][1].shape == (48, 64, 3)
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_video_sink_errors(tmp_path):
+    with pytest.raises(ValueError, match="must end in"):
+        VideoSink(tmp_path / "out.gif", 10)
+    sink = VideoSink(tmp_path / "out.avi", 10)
+    sink.write(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="32x32"):
+        sink.write(np.zeros((16, 32, 3), np.uint8))
+    sink.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_open_errors(tmp_path):
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(DataError):
+        capture = open_video(bad)
+        if not list(iter_frames(capture)):
+            raise DataError("no frames")
+    with pytest.raises(DataError, match="Not a file"):
+        open_video(tmp_path / "missing.mp4")
+    with pytest.raises(DataError, match="camera 99"):
+        open_camera(99)
