@@ -188,14 +188,24 @@ class BenchmarkResult:
 
 @dataclasses.dataclass
 class BenchmarkReport:
-    """All rows of a run with the machine they were measured on."""
+    """All rows of a run with the machine they were measured on.
+
+    Fields:
+        system: `system_info` (CPU, cores, library versions, load average at start and end).
+        config: the `BenchmarkConfig` and the models.
+        results: one `BenchmarkResult` per (model, runtime, threads, XNNPACK).
+        skipped: pairs that could not run, with the reason.
+        profile: per-op profiles and compute bounds (`profile_tflite_ops`, `compute_bound`), if asked.
+        frame: whole-frame timings (`measure_frame`), one per thread count, if asked.
+        command: the command line that produced the report.
+    """
 
     system: dict[str, Any]
     config: dict[str, Any]
     results: list[BenchmarkResult]
     skipped: list[dict[str, str]] = dataclasses.field(default_factory=list)
     profile: dict[str, Any] | None = None
-    frame: dict[str, Any] | None = None
+    frame: list[dict[str, Any]] | None = None
     command: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -1141,7 +1151,41 @@ def format_markdown(report: BenchmarkReport) -> str:
     lines += [f"Note: {n}." for n in notes]
     for item in report.skipped:
         lines.append(f"Skipped: {item['model']} on {item['runtime']}: {item['reason']}.")
+    for f in report.frame or []:
+        lines += [
+            "",
+            f"Whole frame {f['frame']}, {f['threads']} thread(s), {f['detector']}, face found: {f['face_detected']}: "
+            f"p50 {f['total_p50_ms']:.3f} ms (p90 {f['total_p90_ms']:.3f}) = detect {f['detect_p50_ms']:.3f} + "
+            f"crop/preprocess {f['crop_preprocess_p50_ms']:.3f} + pose {f['pose_p50_ms']:.3f} ms (stage p50s).",
+        ]
+    for name, prof in (report.profile or {}).items():
+        lines += ["", *_profile_markdown(name, prof)]
     return "\n".join(lines) + "\n"
+
+
+def _profile_markdown(name: str, prof: dict[str, Any]) -> list[str]:
+    b = prof.get("bound") or {}
+    lines = [
+        f"Per-op profile of {name} ({prof['threads']} thread(s), XNNPACK {xnnpack_label(prof['xnnpack'])}; "
+        f"{prof['method']}): full model {prof['total_ms']:.3f} ms, sum of ops {prof['sum_ms']:.3f} ms, "
+        f"{prof['macs'] / 1e6:.1f} M MACs.",
+        "",
+        "| op | count | ms | share | GMAC/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for op, v in prof["by_op"].items():
+        rate = f"{v['gmacs_per_s']:.1f}" if v.get("gmacs_per_s") else ""
+        share = f"{v['share']:.0%}" if v.get("share") is not None else ""
+        lines.append(f"| {op} | {v['count']} | {v['ms']:.4f} | {share} | {rate} |")
+    if b:
+        lines += [
+            "",
+            f"Compute bound: {b['achieved_gmacs_per_s']} GMAC/s achieved = {b['fraction_of_isa_peak']} of the ISA peak "
+            f"{b['isa_peak_gmacs_per_s']} GMAC/s ({b['isa_assumption']}; bound {b['isa_bound_ms']} ms); the fastest "
+            f"large op runs at {b['best_op_gmacs_per_s']} GMAC/s (bound {b['best_op_bound_ms']} ms), all CONV_2D "
+            f"together at {b['conv_gmacs_per_s']} GMAC/s (bound {b['conv_rate_bound_ms']} ms).",
+        ]
+    return lines
 
 
 def _loads(values: list[float] | None) -> str:
@@ -1164,18 +1208,31 @@ def plot_latency(report: BenchmarkReport, path: str | os.PathLike) -> None:
     lines: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
     for r in report.results:
         lines.setdefault(r.key(), []).append((r.threads, r.latency_p50_ms))
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    models = sorted({key[0] for key in lines})
+    styles = sorted({key[1:] for key in lines})
+    colours = plt.get_cmap("tab10")
+    dashes = ["-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3))]
+    markers = "osD^v<>"
     for (model, runtime, xnn), points in sorted(lines.items()):
         points.sort()
         label = f"{model} {runtime}" + (f" xnnpack {xnn}" if xnn != "-" else "")
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        style = styles.index((runtime, xnn))
+        ax.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            color=colours(models.index(model) % 10),
+            linestyle=dashes[style % len(dashes)],
+            marker=markers[style % len(markers)],
+            label=label,
+        )
     ax.set_xlabel("threads")
     ax.set_ylabel("batch-1 latency p50 (ms)")
     ax.set_yscale("log")
     ax.set_xticks(sorted({r.threads for r in report.results}))
     ax.set_title(f"{report.system['cpu_model']}, {report.system['cpus_available']} cores")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     tmp = Path(path).with_name(f".tmp{os.getpid()}.{Path(path).name}")
     fig.savefig(tmp, dpi=100, format="png")

@@ -359,7 +359,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     if args.frame:
         if not int8:
             raise UsageError("--frame needs an int8 .tflite among the models")
-        report.frame = benchmark.measure_frame(int8[0].path, max(threads), args.runs)
+        report.frame = [benchmark.measure_frame(int8[0].path, t, args.runs) for t in threads]
     print(benchmark.format_table(report))
     for item in report.skipped:
         print(f"skipped {item['model']} on {item['runtime']}: {item['reason']}")
@@ -371,8 +371,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
             f"= {b['fraction_of_isa_peak']} of the ISA peak {b['isa_peak_gmacs_per_s']} GMAC/s ({b['isa_assumption']}); "
             f"best op {b['best_op_gmacs_per_s']} GMAC/s -> bound {b['best_op_bound_ms']} ms; by op: {top}"
         )
-    if report.frame:
-        f = report.frame
+    for f in report.frame or []:
         print(
             f"frame {f['frame']} ({f['detector']}; face found: {f['face_detected']}): total p50 {f['total_p50_ms']:.3f} ms = detect {f['detect_p50_ms']:.3f} "
             f"+ crop/preprocess {f['crop_preprocess_p50_ms']:.3f} + pose {f['pose_p50_ms']:.3f} ms, {f['threads']} threads"

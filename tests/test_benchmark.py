@@ -43,7 +43,16 @@ def cli_run(tmp_path_factory, tiny_tflite_models):
     out = tmp_path_factory.mktemp("bench")
     models = [str(tiny_tflite_models[v]) for v in ("int8", "float32", "dynamic")]
     args = ["--model", *models, *FAST, "--runtimes", "litert", "--xnnpack", "both"]
-    args += ["--json", str(out / "b.json"), "--markdown", str(out / "b.md"), "--plot", str(out / "b.png"), "--profile"]
+    args += [
+        "--json",
+        str(out / "b.json"),
+        "--markdown",
+        str(out / "b.md"),
+        "--plot",
+        str(out / "b.png"),
+        "--profile",
+        "--frame",
+    ]
     code = benchmark_main(args)
     return code, out
 
@@ -65,8 +74,12 @@ def test_cli_writes_json_markdown_plot(cli_run):
         assert row["runtime"] == "litert" and row["mae"] is None
     int8 = next(r for r in rows if r["variant"] == "int8")
     assert int8["input_dtype"] == "int8"
-    assert (out / "b.md").read_text().count("\n| ") == len(rows) + 1
+    markdown = (out / "b.md").read_text()
+    assert len([line for line in markdown.splitlines() if line.startswith("| headpose_")]) == len(rows)
+    assert "Per-op profile of headpose_int8.tflite@1" in markdown and "Whole frame 640x480" in markdown
     assert (out / "b.png").read_bytes()[:4] == b"\x89PNG"
+    (frame,) = report["frame"]
+    assert frame["threads"] == 1 and frame["total_p50_ms"] >= frame["pose_p50_ms"] > 0
 
 
 def test_profile_and_compute_bound(cli_run):
