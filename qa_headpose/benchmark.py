@@ -14,8 +14,9 @@ What one row (`BenchmarkResult`) holds, for one (model, runtime, threads, XNNPAC
   ``predict_on_batch(x)`` or ``model(x, training=False)``).
 - ``e2e_p50_ms``: the same at batch 1 through the public path, float32 pixels in
   and degrees out (int8 quantize/dequantize in numpy included, as `TFLiteRunner`).
-- throughput in faces/s at each batch size (the interpreter input resized),
-  calls repeated for at least ``throughput_seconds``.
+- throughput in faces/s at each batch size (the interpreter input resized):
+  batch / median call time over calls repeated for at least ``throughput_seconds``,
+  and the same calls against wall time (``throughput_wall_fps``).
 - file size, the worker's peak RSS, and per-angle MAE when data is given.
 
 Nothing here prints; `cli.py` formats and writes.
@@ -146,7 +147,10 @@ class BenchmarkResult:
         latency_mean_ms, latency_min_ms, latency_p50_ms, latency_p90_ms, latency_p99_ms:
             batch-1 inference time, milliseconds.
         e2e_p50_ms: batch-1 median through the public path (float pixels in, degrees out).
-        throughput_fps: faces per second by batch size (keys are the batch sizes as strings).
+        throughput_fps: faces per second by batch size (keys are the batch sizes as strings):
+            batch / median time of one call, over calls repeated for ``throughput_seconds``.
+        throughput_wall_fps: the same calls counted against wall time (lower when other
+            processes take the CPU: the two together show how busy the machine was).
         peak_rss_mb: peak resident memory (VmHWM, else ru_maxrss) of the worker process that ran this
             (model, runtime) pair, MiB; shared by the rows of that worker.
         baseline_rss_mb: the same worker's peak RSS after importing the runtime, before
@@ -175,6 +179,7 @@ class BenchmarkResult:
     latency_p99_ms: float
     e2e_p50_ms: float
     throughput_fps: dict[str, float]
+    throughput_wall_fps: dict[str, float]
     peak_rss_mb: float
     baseline_rss_mb: float
     load_seconds: float
@@ -228,6 +233,7 @@ def model_spec(path: str | os.PathLike) -> ModelSpec:
     Raises:
         FileNotFoundError: if the path does not exist.
         ValueError: for another kind of file.
+        ModelError: if the ``<name>.json`` beside the model is unreadable.
     """
     path = Path(path)
     if not path.exists():
@@ -242,10 +248,13 @@ def model_spec(path: str | os.PathLike) -> ModelSpec:
     variant = None
     meta = path.with_suffix(".json")
     if meta.is_file():
+        from qa_headpose.runtime import ModelError
+
         try:
-            variant = json.loads(meta.read_text()).get("variant")
-        except ValueError:
-            variant = None
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"Unreadable model metadata {meta}: {str(exc).splitlines()[0]}") from None
+        variant = data.get("variant") if isinstance(data, dict) else None
     if not variant:
         stem = path.stem.lower()
         known = ("int8", "float32", "dynamic") if fmt == "tflite" else ("int8", "float")
@@ -673,7 +682,9 @@ class _KerasEngine:
         self.input_size, self.input_dtype = int(model.input_shape[1]), np.dtype(np.float32)
         weights = Path(run_dir) / "float" / "best.weights.h5"
         self.file_size = weights.stat().st_size if weights.is_file() else 0
-        self.note = "float Keras model (TF eager call)" if mode == "keras.call" else "float Keras model"
+        self.note = (
+            "keras.call is model(x, training=False), eager, with its per-call overhead" if mode == "keras.call" else ""
+        )
 
     def set_batch(self, batch: int) -> None:
         pass
@@ -715,20 +726,22 @@ def _measure_engine(spec: ModelSpec, engine: Any, job: dict[str, Any], threads: 
     e2e = _time_calls(
         lambda: engine.finish(engine.run(engine.prepare(x1))), min(job["warmup"], 3), max(3, job["runs"] // 2)
     )
-    throughput = {}
+    throughput, throughput_wall = {}, {}
+    clock = time.perf_counter_ns
     for batch in job["batch_sizes"]:
         engine.set_batch(batch)
         xb = engine.prepare(_sample_input(size, batch))
         for _ in range(min(3, max(1, job["warmup"]))):
             engine.run(xb)
-        calls, start = 0, time.perf_counter()
-        while True:
+        calls: list[int] = []
+        start = clock()
+        while len(calls) < 3 or (clock() - start) / 1e9 < job["throughput_seconds"]:
+            t0 = clock()
             engine.run(xb)
-            calls += 1
-            elapsed = time.perf_counter() - start
-            if calls >= 3 and elapsed >= job["throughput_seconds"]:
-                break
-        throughput[str(batch)] = round(calls * batch / elapsed, 1)
+            calls.append(clock() - t0)
+        elapsed_s = (clock() - start) / 1e9
+        throughput[str(batch)] = round(batch * 1e9 / float(np.median(calls)), 1)
+        throughput_wall[str(batch)] = round(len(calls) * batch / elapsed_s, 1)
     engine.set_batch(1)
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     return {
@@ -751,6 +764,7 @@ def _measure_engine(spec: ModelSpec, engine: Any, job: dict[str, Any], threads: 
         "latency_p99_ms": round(float(p99), 4),
         "e2e_p50_ms": round(float(np.median(e2e)), 4),
         "throughput_fps": throughput,
+        "throughput_wall_fps": throughput_wall,
         "load_seconds": round(engine.load_seconds, 3),
         "note": engine.note,
     }
@@ -848,13 +862,15 @@ def profile_tflite_ops(
 
     The pip interpreters expose no op profiler (TFLite's ``benchmark_model
     --enable_op_profiling`` is a separate binary, not shipped in ai-edge-litert or
-    tensorflow wheels), so op k's time is estimated as the median invoke time of the
-    model truncated after op k minus that of the model truncated after op k-1. Op
-    0's estimate includes the fixed cost of one ``invoke``. With XNNPACK, a PAD that
-    feeds the next convolution is fused into it, so the pair is timed as one (the
-    PAD shows 0 ms, ``timed_with_next``; the convolution ``includes`` it). Differences of medians
-    carry a few microseconds of noise; per-op-type sums are more reliable than
-    single ops.
+    tensorflow wheels), so op k's time is estimated as the fastest invoke of the
+    model truncated after op k minus that of the model truncated after op k-1 (the
+    fastest, not the median, so that other processes on the machine do not leak
+    into the differences). Op 0's estimate includes the fixed cost of one ``invoke``.
+    With XNNPACK, a PAD that feeds the next convolution is fused into it, so the pair
+    is timed as one (the PAD shows 0 ms, ``timed_with_next``; the convolution
+    ``includes`` it). Cutting the graph also changes what the last op writes to (a
+    model output instead of an internal tensor), so single ops carry a few
+    microseconds of error, sometimes negative; per-op-type sums are more reliable.
 
     Args:
         model_path: the .tflite file.
@@ -865,7 +881,7 @@ def profile_tflite_ops(
 
     Returns:
         {"ops": [...per op: index, op, output_shape, macs, ms, gmacs_per_s],
-        "by_op": {op type: {count, ms, macs, share}}, "total_ms" (full model median),
+        "by_op": {op type: {count, ms, macs, share}}, "total_ms" (fastest invoke of the full model),
         "sum_ms" (sum of the per-op estimates), "macs", "threads", "xnnpack", "method"}.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -881,7 +897,9 @@ def profile_tflite_ops(
         interpreter.allocate_tensors()
         inp = interpreter.get_input_details()[0]
         interpreter.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
-        return float(np.median(_time_calls(interpreter.invoke, warmup, runs)))
+        # The minimum, not the median: differences of per-prefix times must not carry
+        # the preemptions of whatever else runs on the machine.
+        return float(np.min(_time_calls(interpreter.invoke, warmup, runs)))
 
     # XNNPACK folds a PAD into the convolution that reads it; a model cut right after the
     # PAD would time an unfused PAD, so PAD and its consumer are timed together.
@@ -919,7 +937,7 @@ def profile_tflite_ops(
         "threads": int(num_threads),
         "xnnpack": bool(xnnpack),
         "runs": int(runs),
-        "method": "median invoke time of the model cut after op k minus cut after op k-1 (ai_edge_litert)",
+        "method": "fastest invoke of the model cut after op k minus that of the model cut after op k-1, ai_edge_litert",
         "total_ms": round(total, 4),
         "sum_ms": round(sum_ms, 4),
         "macs": int(sum(op["macs"] for op in ops)),
@@ -1072,6 +1090,7 @@ _COLUMNS = (
     ("xnn", "xnnpack"),
     ("thr", "threads"),
     ("MB", "size"),
+    ("min ms", "latency_min_ms"),
     ("p50 ms", "latency_p50_ms"),
     ("p90 ms", "latency_p90_ms"),
     ("p99 ms", "latency_p99_ms"),
@@ -1086,6 +1105,7 @@ def _cells(r: BenchmarkResult, batch_sizes: Sequence[str], with_mae: bool) -> li
         xnnpack_label(r.xnnpack),
         str(r.threads),
         f"{r.file_size_bytes / 1e6:.2f}",
+        f"{r.latency_min_ms:.3f}",
         f"{r.latency_p50_ms:.3f}",
         f"{r.latency_p90_ms:.3f}",
         f"{r.latency_p99_ms:.3f}",
@@ -1143,9 +1163,11 @@ def format_markdown(report: BenchmarkReport) -> str:
     notes = sorted({r.note for r in report.results if r.note})
     lines += [
         "",
-        "p50/p90/p99: batch-1 inference on a prepared input; e2e p50: float pixels in, degrees out "
-        "(int8 quantize/dequantize included); faces/s: batch b repeated for "
-        f"{report.config.get('throughput_seconds')} s; RSS: peak of the process that measured that model "
+        "min/p50/p90/p99: batch-1 inference on a prepared input (min: the best single call, the least "
+        "disturbed by other processes); e2e p50: float pixels in, degrees out "
+        "(int8 quantize/dequantize included); faces/s: batch b / median call time over "
+        f"{report.config.get('throughput_seconds')} s of calls (the JSON also has them against wall time); "
+        "RSS: peak of the process that measured that model "
         "on that runtime; MB: model file (Keras: the float weights .h5).",
     ]
     lines += [f"Note: {n}." for n in notes]

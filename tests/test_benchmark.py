@@ -30,11 +30,13 @@ def check_row(row: dict) -> None:
     assert row["threads"] >= 1 and row["runs"] >= 3 and row["input_size"] == 32
     assert set(row["throughput_fps"]) == {"1", "4"}
     assert all(v > 0 for v in row["throughput_fps"].values())
-    # Batch-1 throughput and latency describe the same calls: faces/s ~ 1000 / p50 ms. Loose
-    # bounds: a busy machine stalls a short throughput window (the mean is no better: one
-    # stall in 20 runs moves it 10x), but a unit error (s vs ms) is 1000x.
+    # Batch-1 throughput and latency time the same call: faces/s ~ 1000 / p50 ms (two
+    # separate medians, so not equal; a unit error would be 1000x).
     ratio = row["throughput_fps"]["1"] * row["latency_p50_ms"] / 1000
-    assert 0.02 < ratio < 3, (ratio, row)
+    assert 0.33 < ratio < 3, (ratio, row)
+    # Wall-clock throughput counts the same calls plus whatever stalled them.
+    assert set(row["throughput_wall_fps"]) == set(row["throughput_fps"])
+    assert all(0 < row["throughput_wall_fps"][b] <= 1.2 * row["throughput_fps"][b] for b in row["throughput_fps"])
 
 
 @pytest.fixture(scope="module")
