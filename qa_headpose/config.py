@@ -102,9 +102,9 @@ class QATConfig:
         augment: the augmentation of the train split.
     """
 
-    epochs: int = 15
+    epochs: int = 10
     batch_size: int = 64
-    learning_rate: float = 2e-4
+    learning_rate: float = 5e-5
     seed: int = 1
     augment: AugmentConfig = AugmentConfig()
 

@@ -7,10 +7,18 @@ from qa_headpose.config import ModelConfig, QATConfig, TrainConfig
 DEFAULT_DATA = "../shared/data/AFLW2000"
 
 PRESETS: dict[str, dict] = {
+    # The shipped model: ImageNet-initialised (torchvision's weights, ported offline), 128x128 input.
     "default": {
-        "model": ModelConfig(input_size=64, alpha=1.0, dropout=0.2, backbone_weights=None),
-        "train": TrainConfig(epochs=60, batch_size=64, learning_rate=2e-3),
-        "qat": QATConfig(epochs=15, batch_size=64, learning_rate=2e-4),
+        "model": ModelConfig(input_size=128, alpha=1.0, dropout=0.2, backbone_weights="torchvision"),
+        "train": TrainConfig(epochs=60, batch_size=64, learning_rate=1e-3),
+        "qat": QATConfig(epochs=10, batch_size=64, learning_rate=5e-5),
+        "data": DEFAULT_DATA,
+    },
+    # The fastest good model: the same recipe at 64x64 (about 3x cheaper per face).
+    "fast": {
+        "model": ModelConfig(input_size=64, alpha=1.0, dropout=0.2, backbone_weights="torchvision"),
+        "train": TrainConfig(epochs=60, batch_size=64, learning_rate=1e-3),
+        "qat": QATConfig(epochs=10, batch_size=64, learning_rate=5e-5),
         "data": DEFAULT_DATA,
     },
     "tiny": {
