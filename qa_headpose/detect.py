@@ -348,12 +348,15 @@ class FaceDetector:
             max_faces: keep at most this many (the best-scoring); None keeps all.
 
         Returns:
-            A list of `Detection`, boxes clipped to the image.
+            A list of `Detection`, boxes clipped to the image; empty for an image 1 pixel
+            high or wide (no face fits).
 
         Raises:
-            ValueError: if the image is not uint8 (H, W, 3) with H, W >= 2.
+            ValueError: if the image is not uint8 (H, W, 3) with H, W >= 1.
         """
         image = np.asarray(image)
+        if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and min(image.shape[:2]) == 1:
+            return []
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 2:
             raise ValueError(
                 f"detect takes a uint8 BGR image (H, W, 3). Received: dtype={image.dtype}, shape={image.shape}"

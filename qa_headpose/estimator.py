@@ -32,14 +32,28 @@ class HeadPoseEstimator:
     Args:
         model_path: a head-pose .tflite; None for the shipped model.
         num_threads: interpreter threads.
+        require_int8: refuse a model that is not full-int8 (e.g. a float32 export).
 
     Raises:
-        ModelError: if the model is missing or not a head-pose TFLite model.
+        ModelError: if the model is missing, corrupt, not a head-pose TFLite model,
+            disagrees with the ``<model>.json`` beside it (input size or dtype), or is not
+            full-int8 while ``require_int8`` is set.
+        ValueError: if num_threads < 1.
+
+    Errors of the predict methods: ValueError for arrays that are not what they take
+    (`data.DataError` from `predict_image` is a ValueError too); never a silently wrong pose.
     """
 
-    def __init__(self, model_path: str | os.PathLike | None = None, num_threads: int = 2) -> None:
+    def __init__(
+        self, model_path: str | os.PathLike | None = None, num_threads: int = 2, require_int8: bool = False
+    ) -> None:
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         self.runner = TFLiteRunner(self.model_path, num_threads=num_threads)
+        if require_int8 and not self.runner.is_fully_int8():
+            raise ModelError(
+                f"{self.model_path} is not a full-int8 model (input {self.runner.input_dtype.name}, "
+                f"output {self.runner.output_dtype.name}); pass an int8 .tflite or require_int8=False"
+            )
 
     @classmethod
     def from_tflite(cls, path: str | os.PathLike, num_threads: int = 2) -> "HeadPoseEstimator":
@@ -62,7 +76,8 @@ class HeadPoseEstimator:
             `HeadPose` (yaw, pitch, roll) in degrees.
 
         Raises:
-            ValueError: if the crop is not a uint8 (H, W, 3) array.
+            ValueError: if the crop is not a uint8 (H, W, 3) array of pixels 0-255 (a float
+                crop in [0, 1] is refused, not rescaled).
         """
         face_crop = np.asarray(face_crop)
         if face_crop.ndim != 3:
@@ -80,11 +95,18 @@ class HeadPoseEstimator:
             One `HeadPose` per crop, in order.
 
         Raises:
-            ValueError: for an empty batch or a crop that is not uint8 (H, W, 3).
+            ValueError: for an empty batch, something that is not a sequence of crops, or a
+                crop that is not uint8 (H, W, 3) (float crops in [0, 1] included).
         """
         if isinstance(face_crops, np.ndarray) and face_crops.ndim != 4:
             raise ValueError(f"predict_batch takes (n, H, W, 3) or a list of crops. Received: shape={face_crops.shape}")
-        x = to_model_input(list(face_crops), self.input_size)
+        try:
+            face_crops = list(face_crops)
+        except TypeError:
+            raise ValueError(
+                f"predict_batch takes (n, H, W, 3) or a list of crops. Received: {type(face_crops).__name__}"
+            ) from None
+        x = to_model_input(face_crops, self.input_size)
         return [from_model_output(row) for row in self.runner(x)]
 
     @property
@@ -113,10 +135,11 @@ class HeadPoseEstimator:
 
         Returns:
             list of `detect.FaceResult` (box, score, pose, face index), best score first;
-            empty when no face is found.
+            empty when no face is found (always for an image 1 pixel high or wide).
 
         Raises:
-            ValueError: if ``image`` is not an image array.
+            ValueError: if ``image`` is not a non-empty image array (`data.DataError`, a
+                ValueError, for a float or wrongly shaped one).
         """
         from qa_headpose.data import to_bgr_uint8
         from qa_headpose.detect import FaceResult

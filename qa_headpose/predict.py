@@ -28,6 +28,7 @@ from qa_headpose.config import write_bytes_atomic
 from qa_headpose.data import DataError, read_image
 from qa_headpose.detect import MIN_SCORE, FaceResult
 from qa_headpose.draw import draw_face, draw_text
+from qa_headpose.outputs import folder_problem
 from qa_headpose.video import VIDEO_FOURCC, FaceTracker, SmoothConfig, VideoSink, iter_frames, open_camera, open_video
 from qa_headpose.video import video_fps as _video_fps
 
@@ -83,6 +84,8 @@ class PredictConfig:
             raise ValueError(f"draw must be one of {DRAW_MODES}. Received: draw={self.draw!r}")
         if self.camera is not None and self.inputs:
             raise ValueError("Give either input paths or a camera, not both")
+        if self.camera is not None and not 0 <= self.camera < 2**31:
+            raise ValueError(f"camera must be an index 0, 1, ... Received: camera={self.camera}")
         for name in ("threads", "max_faces", "max_frames"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -199,7 +202,8 @@ def plan_outputs(sources: list[Source], output: str | os.PathLike | None, force:
     Raises:
         FileExistsError: if an output exists and ``force`` is False.
         ValueError: for a file output with several inputs, a suffix that does not fit the
-            input, or an output that is one of the inputs.
+            input, an output that is one of the inputs, or a folder that cannot be written
+            (a parent that is a file, a read-only place).
         NotADirectoryError: if a folder output is an existing file.
     """
     if output is None or not sources:
@@ -233,6 +237,10 @@ def plan_outputs(sources: list[Source], output: str | os.PathLike | None, force:
             raise ValueError(f"--output would overwrite the input {src}")
         if path.exists() and not force:
             raise FileExistsError(f"{path} already exists; pass --force to overwrite it")
+    for folder in sorted({path.parent for path in plan.values()}):
+        problem = folder_problem(folder)
+        if problem:
+            raise ValueError(f"Cannot write --output {out}: {problem}")
     return plan
 
 

@@ -93,7 +93,8 @@ def to_model_input(crops: np.ndarray | list[np.ndarray], size: int) -> np.ndarra
         float32 array (batch, size, size, 3) of BGR pixel values in [0, 255].
 
     Raises:
-        ValueError: for an empty batch or a crop that is not uint8 (H, W, 3).
+        ValueError: for an empty batch or a crop that is not uint8 (H, W, 3) with H, W >= 1;
+            float crops (e.g. in [0, 1]) are refused, never rescaled by guessing.
     """
     if isinstance(crops, np.ndarray) and crops.ndim == 3:
         crops = [crops]
@@ -102,10 +103,15 @@ def to_model_input(crops: np.ndarray | list[np.ndarray], size: int) -> np.ndarra
     out = np.empty((len(crops), size, size, 3), dtype=np.float32)
     for i, crop in enumerate(crops):
         crop = np.asarray(crop)
+        if crop.dtype.kind == "f":
+            raise ValueError(
+                f"Crop {i} is {crop.dtype}; pass uint8 BGR pixels 0-255 "
+                "(for a float image in [0, 1]: (crop * 255).round().astype(np.uint8))"
+            )
         if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3 or min(crop.shape[:2]) < 1:
             raise ValueError(
-                "Each crop must be a uint8 BGR array (H, W, 3). "
-                f"Received: dtype={crop.dtype}, shape={crop.shape}"
+                "Each crop must be a uint8 BGR array (H, W, 3) of pixels 0-255. "
+                f"Received for crop {i}: dtype={crop.dtype}, shape={crop.shape}"
             )
         out[i] = resize_square(crop, size)
     return out

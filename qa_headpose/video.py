@@ -224,8 +224,11 @@ def open_camera(index: int) -> cv2.VideoCapture:
     """Opens webcam number ``index``.
 
     Raises:
-        DataError: if there is no such camera or it cannot be read.
+        DataError: if there is no such camera (a negative index included: OpenCV's V4L2
+            backend crashes on one) or it cannot be read.
     """
+    if not 0 <= int(index) < 2**31:
+        raise DataError(f"Cannot open camera {index}: camera indexes are 0, 1, ...")
     capture = cv2.VideoCapture(int(index))
     ok = capture.isOpened()
     if ok:
