@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +18,7 @@ import numpy as np
 from qa_headpose import angles
 from qa_headpose._keras import keras, tf
 from qa_headpose.augment import augment_face
-from qa_headpose.config import AugmentConfig, QATConfig, TrainConfig
+from qa_headpose.config import AugmentConfig, QATConfig, TrainConfig, write_bytes_atomic
 from qa_headpose.data import FaceSet
 
 logger = logging.getLogger(__name__)
@@ -31,16 +32,28 @@ def make_train_dataset(
     seed: int,
     start_epoch: int,
     epochs: int,
+    num_shards: int = 1,
+    shard_index: int = 0,
 ) -> tf.data.Dataset:
     """Augmented batches for epochs ``start_epoch .. epochs-1``, deterministic for a seed.
 
-    Each epoch is a fresh permutation (seeded by (seed, epoch)) cut to whole batches;
-    each sample's augmentation is seeded by (seed, epoch, index), so a resumed run
-    sees exactly the batches an uninterrupted one would.
+    Each epoch is a fresh permutation (seeded by (seed, epoch)) cut to whole global
+    batches of ``batch_size``; each sample's augmentation is seeded by (seed, epoch,
+    index), so a resumed run sees exactly the batches an uninterrupted one would.
+    With ``num_shards`` input pipelines (one per worker), shard ``i`` keeps every
+    ``num_shards``-th sample, before the augmentation, and batches
+    ``batch_size // num_shards``: the shards' batches of a step together are the
+    global batch a single pipeline would have produced.
 
     Returns:
-        A dataset of (float32 (batch, size, size, 3) pixels, float32 (batch, 3) degrees).
+        A dataset of (float32 (batch, size, size, 3) pixels, float32 (batch, 3) degrees),
+        batch = ``batch_size // num_shards``.
     """
+    if batch_size % num_shards or not 0 <= shard_index < num_shards:
+        raise ValueError(
+            f"batch_size must be a multiple of num_shards and 0 <= shard_index < num_shards. "
+            f"Received: batch_size={batch_size}, num_shards={num_shards}, shard_index={shard_index}"
+        )
     n = len(faces)
     steps = steps_per_epoch(n, batch_size)
     pairs = np.concatenate(
@@ -49,7 +62,7 @@ def make_train_dataset(
             for e in range(start_epoch, epochs)
         ]
         or [np.zeros((0, 2), np.int64)]
-    ).astype(np.int64)
+    ).astype(np.int64)[shard_index::num_shards]
 
     def _load(pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         epoch, index = int(pair[0]), int(pair[1])
@@ -65,7 +78,39 @@ def make_train_dataset(
 
     ds = tf.data.Dataset.from_tensor_slices(pairs)
     ds = ds.map(_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size // num_shards, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Sharded above, before the augmentation; tf.distribute must not shard again.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options)
+
+
+def make_distributed_input(
+    faces: FaceSet,
+    size: int,
+    batch_size: int,
+    augment: AugmentConfig,
+    seed: int,
+    start_epoch: int,
+    epochs: int,
+):
+    """`make_train_dataset` as a Keras ``DatasetCreator``: one shard per input pipeline (worker).
+
+    ``batch_size`` is the global batch; each replica gets ``batch_size / replicas``.
+
+    Returns:
+        A ``keras.utils.experimental.DatasetCreator`` for ``Model.fit`` under a strategy.
+    """
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        per_replica = context.get_per_replica_batch_size(batch_size)
+        local = batch_size // context.num_input_pipelines
+        shards = (context.num_input_pipelines, context.input_pipeline_id)
+        ds = make_train_dataset(faces, size, batch_size, augment, seed, start_epoch, epochs, *shards)
+        # A worker with several local replicas hands them per-replica slices of its batch.
+        return ds.unbatch().batch(per_replica, drop_remainder=True) if per_replica != local else ds
+
+    return keras.utils.experimental.DatasetCreator(dataset_fn)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -117,10 +162,7 @@ class _EpochCheckpoint(keras.callbacks.Callback):
             save_weights_atomic(self.model, self.best_path)
         self.epoch_var.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
-        best_file = self.manager.directory + "/best_val.txt"
-        with open(best_file + ".tmp", "w") as f:
-            f.write(f"{self.best}\n")
-        os.replace(best_file + ".tmp", best_file)
+        write_bytes_atomic(self.manager.directory + "/best_val.txt", f"{self.best}\n".encode())
 
 
 def save_weights_atomic(model: keras.Model, path: str | os.PathLike) -> None:
@@ -140,8 +182,16 @@ def fit_phase(
     workdir: str | os.PathLike,
     resume: bool = False,
     verbose: int = 2,
+    strategy: tf.distribute.Strategy | None = None,
+    restore_dir: str | os.PathLike | None = None,
 ) -> dict[str, float]:
     """Trains one phase (float or QAT) and leaves ``best.weights.h5`` in ``workdir``.
+
+    A run killed at any point (even SIGKILL during a save) resumes from its last
+    complete checkpoint: `tf.train.CheckpointManager` writes the checkpoint files
+    first and its ``checkpoint`` index last (atomically), the best weights go
+    through a temporary file and a rename, and ``log.csv`` is cut back to the
+    epochs before the restored one, so it ends with exactly ``cfg.epochs`` rows.
 
     Args:
         model: the float or QAT model (compiled here).
@@ -152,40 +202,61 @@ def fit_phase(
         workdir: folder for ckpt/, log.csv and best.weights.h5.
         resume: continue from the last checkpoint in ``workdir`` if there is one.
         verbose: Keras verbosity (1 = progress bar, 2 = a line per epoch, 0 = silent).
+        strategy: the `tf.distribute` strategy ``model`` was built under (None: the
+            default one); the optimizer is built in its scope and ``cfg.batch_size``
+            is the global batch, split across its replicas.
+        restore_dir: with ``resume``, restore from this folder's checkpoint if it has
+            one (a non-chief worker writes elsewhere but resumes from the chief's).
 
     Returns:
         dict with ``best_val_mae`` (degrees) and ``epochs_run``.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(workdir)
+    strategy = strategy or tf.distribute.get_strategy()
     size = int(model.input_shape[1])
     steps = steps_per_epoch(len(train), cfg.batch_size)
-    schedule = WarmupCosine(cfg.learning_rate, min(2, cfg.epochs) * steps, cfg.epochs * steps)
-    weight_decay = getattr(cfg, "weight_decay", 0.0)
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay) if weight_decay else keras.optimizers.Adam(schedule)
-    model.compile(optimizer=optimizer, loss="mae", metrics=ANGLE_METRICS)
+    with strategy.scope():
+        schedule = WarmupCosine(cfg.learning_rate, min(2, cfg.epochs) * steps, cfg.epochs * steps)
+        weight_decay = getattr(cfg, "weight_decay", 0.0)
+        if weight_decay:
+            optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+        else:
+            optimizer = keras.optimizers.Adam(schedule)
+        model.compile(optimizer=optimizer, loss="mae", metrics=ANGLE_METRICS)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
 
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
     manager = tf.train.CheckpointManager(ckpt, str(workdir / "ckpt"), max_to_keep=2)
     best_path = workdir / "best.weights.h5"
     start, best = 0, float("inf")
-    if resume and manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).expect_partial()
+    source = manager.latest_checkpoint
+    if resume and restore_dir is not None:
+        source = tf.train.latest_checkpoint(str(Path(restore_dir) / "ckpt")) or source
+    if resume and source:
+        ckpt.restore(source).expect_partial()
         start = int(epoch_var.numpy())
-        best_file = Path(manager.directory) / "best_val.txt"
+        best_file = Path(source).parent / "best_val.txt"
         if best_file.is_file():
             best = float(best_file.read_text())
-        logger.info("Resuming %s at epoch %d (best val MAE %.3f)", workdir, start, best)
+        logger.info("Resuming %s at epoch %d from %s (best val MAE %.3f)", workdir, start, source, best)
     elif manager.latest_checkpoint:
         raise FileExistsError(f"{workdir} already holds a checkpoint: pass resume=True (--resume) or use a new folder")
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        from qa_headpose.distribute import check_same_on_all_workers
+
+        check_same_on_all_workers(strategy, start, "epoch to resume from")
     if start >= cfg.epochs:
         return {"best_val_mae": best, "epochs_run": 0}
 
-    ds = make_train_dataset(train, size, cfg.batch_size, cfg.augment, cfg.seed, start, cfg.epochs)
-    callbacks = [
+    ds = make_distributed_input(train, size, cfg.batch_size, cfg.augment, cfg.seed, start, cfg.epochs)
+    log_path = workdir / "log.csv"
+    if start > 0:
+        truncate_log(log_path, start)
+    callbacks = [  # the log row before the checkpoint: a kill between them leaves a row that truncate_log drops
+        keras.callbacks.CSVLogger(str(log_path), append=start > 0),
         _EpochCheckpoint(manager, epoch_var, best_path, best),
-        keras.callbacks.CSVLogger(str(workdir / "log.csv"), append=start > 0),
     ]
     model.fit(
         ds,
@@ -197,7 +268,52 @@ def fit_phase(
         callbacks=callbacks,
         verbose=verbose,
     )
-    return {"best_val_mae": callbacks[0].best, "epochs_run": cfg.epochs - start}
+    return {"best_val_mae": callbacks[1].best, "epochs_run": cfg.epochs - start}
+
+
+def truncate_log(path: str | os.PathLike, epochs: int) -> None:
+    """Keeps the header and the rows of epochs ``< epochs`` of a CSV log (atomically); no file, no-op."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    epoch_of = [line.split(",", 1)[0].strip() for line in lines]
+    kept = lines[:1] + [line for line, e in zip(lines[1:], epoch_of[1:]) if e.isdigit() and int(e) < epochs]
+    if kept != lines:
+        write_bytes_atomic(path, "".join(kept).encode())
+
+
+# save_weights_atomic's ".tmp<pid>.<name>", write_bytes_atomic's ".<name>.tmp<pid>", TF's "checkpoint.tmp<hex>".
+_TEMP_NAME = re.compile(r"\.tmp\d+\..+|.+\.tmp[0-9a-f]*")
+
+
+def remove_stale_temps(workdir: str | os.PathLike) -> list[Path]:
+    """Deletes what a killed save leaves in a phase folder: our ``.tmp*`` files and TF's ``ckpt-N_temp/``.
+
+    No loader reads these names (the best weights and the checkpoint index are only
+    ever renamed into place), so this is tidying, not repair.
+
+    Returns:
+        The removed paths.
+    """
+    import shutil
+
+    workdir = Path(workdir)
+    removed = []
+    for folder in (workdir, workdir / "ckpt"):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.is_file() and _TEMP_NAME.fullmatch(path.name):
+                path.unlink()
+            elif path.is_dir() and path.name.endswith("_temp"):
+                shutil.rmtree(path)
+            else:
+                continue
+            removed.append(path)
+    if removed:
+        logger.info("Removed %d leftovers of an interrupted save in %s", len(removed), workdir)
+    return removed
 
 
 def predict_keras(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -116,46 +116,90 @@ def train_run(
     qat_cfg: QATConfig,
     resume: bool = False,
     verbose: int = 2,
+    strategy: Any = "default",
 ) -> dict[str, Any]:
     """Float phase, then QAT from the best float weights; writes the run folder.
+
+    Args:
+        strategy: "default", "mirrored", "multiworker" (see `qa_headpose.distribute`)
+            or a `tf.distribute.Strategy`. The float and QAT models and their
+            optimizers are built in its scope; the batch sizes are global batches.
+            Under "multiworker" only the chief writes ``run_dir``; the other workers
+            write ``run_dir/.worker<i>`` (deleted at the end) and resume from the
+            chief's checkpoints when ``run_dir`` is shared, else from their own.
 
     Returns:
         The summary (also ``summary.json``): val MAE per angle of the float and QAT
         Keras models, epochs and wall time per phase.
     """
+    import shutil
+
+    from qa_headpose import distribute
     from qa_headpose.model import build_model
     from qa_headpose.qat import build_qat_model, make_qat_model
     from qa_headpose.train import fit_phase
 
+    if isinstance(strategy, str):  # first: multiworker must come before any TensorFlow op
+        strategy = distribute.make_strategy(strategy)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    own_dir = distribute.worker_dir(run_dir, strategy)
+    own_dir.mkdir(parents=True, exist_ok=True)
     config = {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "qat": to_dict(qat_cfg), "data": prepared.report}
     if (run_dir / RUN_CONFIG).exists() and resume:
         previous = read_run_config(run_dir)
         if previous["model"] != model_cfg:
             raise ValueError(f"--resume with another model config than {run_dir / RUN_CONFIG}")
-    write_json_atomic(run_dir / RUN_CONFIG, config)
+    write_json_atomic(own_dir / RUN_CONFIG, config)
 
     size = model_cfg.input_size
     val_x = prepared.val.crops(size).astype(np.float32)
     val_y = prepared.val.poses
-    summary: dict[str, Any] = {"data": prepared.report}
+    summary: dict[str, Any] = {"data": prepared.report, "replicas": strategy.num_replicas_in_sync}
 
     start = time.perf_counter()
-    model = build_model(model_cfg)
-    float_dir = run_dir / "float"
-    done = fit_phase(model, prepared.train, val_x, val_y, train_cfg, float_dir, resume, verbose)
-    model.load_weights(str(float_dir / "best.weights.h5"))
-    summary["float"] = {**done, "seconds": round(time.perf_counter() - start, 1), **_val_mae(model, val_x, val_y)}
+    with strategy.scope():
+        model = build_model(model_cfg)
+    float_dir = own_dir / "float"
+    done = fit_phase(
+        model, prepared.train, val_x, val_y, train_cfg, float_dir, resume, verbose, strategy, run_dir / "float"
+    )
+    best_float = _float_model(model_cfg, _best_weights(float_dir, run_dir / "float"))
+    # set_weights, not load_weights: h5 loading into a multi-worker model's synchronised variables fails.
+    model.set_weights(best_float.get_weights())
+    seconds = round(time.perf_counter() - start, 1)
+    summary["float"] = {**done, "seconds": seconds, **_val_mae(best_float, val_x, val_y)}
 
     start = time.perf_counter()
-    qat_model = make_qat_model(model)
-    qat_dir = run_dir / "qat"
-    done = fit_phase(qat_model, prepared.train, val_x, val_y, qat_cfg, qat_dir, resume, verbose)
-    qat_model = build_qat_model(model_cfg, str(qat_dir / "best.weights.h5"))
+    with strategy.scope():
+        qat_model = make_qat_model(model)
+    qat_dir = own_dir / "qat"
+    done = fit_phase(
+        qat_model, prepared.train, val_x, val_y, qat_cfg, qat_dir, resume, verbose, strategy, run_dir / "qat"
+    )
+    qat_model = build_qat_model(model_cfg, str(_best_weights(qat_dir, run_dir / "qat")))
     summary["qat"] = {**done, "seconds": round(time.perf_counter() - start, 1), **_val_mae(qat_model, val_x, val_y)}
-    write_json_atomic(run_dir / "summary.json", summary)
+    write_json_atomic(own_dir / "summary.json", summary)
+    if own_dir != run_dir:
+        shutil.rmtree(own_dir, ignore_errors=True)
     return summary
+
+
+def _best_weights(own_phase_dir: Path, run_phase_dir: Path) -> Path:
+    """The chief's best weights when this process sees them (shared storage), else its own.
+
+    Every worker then starts QAT from the same weights, even one resumed from the chief's checkpoint.
+    """
+    shared = run_phase_dir / "best.weights.h5"
+    return shared if shared.is_file() else own_phase_dir / "best.weights.h5"
+
+
+def _float_model(cfg: ModelConfig, weights: Path):
+    """A fresh float model (outside any strategy) with the given weights."""
+    from qa_headpose.model import build_model
+
+    model = build_model(dataclasses.replace(cfg, backbone_weights=None))
+    model.load_weights(str(weights))
+    return model
 
 
 def _val_mae(model, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
