@@ -150,9 +150,7 @@ def mean_absolute_errors(pred_deg: np.ndarray, true_deg: np.ndarray) -> dict[str
     pred = np.asarray(pred_deg, dtype=np.float64)
     true = np.asarray(true_deg, dtype=np.float64)
     if pred.shape != true.shape or pred.ndim != 2 or pred.shape[1] != 3 or len(pred) == 0:
-        raise ValueError(
-            f"Expected two (n, 3) arrays with n > 0. Received: {pred.shape} and {true.shape}"
-        )
+        raise ValueError(f"Expected two (n, 3) arrays with n > 0. Received: {pred.shape} and {true.shape}")
     per_angle = np.mean(np.abs(pred - true), axis=0)
     result = {name: float(v) for name, v in zip(ANGLE_ORDER, per_angle)}
     result["mean"] = float(per_angle.mean())

@@ -1,15 +1,17 @@
 """``qa-headpose`` command line: argument parsing and calls into the package, nothing more.
 
 Every subcommand returns an exit code: 0 on success, 2 for bad input (one line on
-stderr, no traceback), 1 for an unexpected failure.
+stderr, no traceback), 1 for an unexpected failure (one line too; set QA_HEADPOSE_TRACEBACK=1
+to see the traceback). Bad input is a bad command line (argparse's error, without the usage
+block), `UsageError`, `data.DataError`, `runtime.ModelError` or another ValueError/OSError.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,6 +25,13 @@ class UsageError(ValueError):
     """A problem with the command line itself (existing output, conflicting flags)."""
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``prog: error: ...``) and exit code 2, without the usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -30,6 +39,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _camera_index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a camera index 0, 1, ..., got {text!r}") from None
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"expected a camera index 0, 1, ..., got {value}")
     return value
 
 
@@ -51,27 +70,36 @@ def _positive_float(text: str) -> float:
 
 
 def _check_output(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise UsageError(f"{path} already exists; pass --force to overwrite it")
+    """Refuses, before any work, an output that exists (without --force) or cannot be written."""
+    from qa_headpose.outputs import output_problem
+
+    problem = output_problem(path, force)
+    if problem:
+        raise UsageError(problem)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         parent.mkdir(parents=True, exist_ok=True)
-    import os
-
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"Cannot write into {parent}")
 
 
 # ---------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
     from qa_headpose.presets import PRESETS
 
-    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named recipe ('default' = the shipped model)")
+    p.add_argument(
+        "--preset", choices=sorted(PRESETS), help="start from a named recipe ('default' = the shipped model)"
+    )
     p.add_argument("--data", nargs="+", help="FSA-Net .npz file(s) or 300W-LP/AFLW2000 folder(s) to train on")
     p.add_argument("--val-data", nargs="+", help="separate val set; default: split --data with --split")
     p.add_argument("--split", default="aflw2000_val", help="committed val list name, or 'hash' (15%% by file name)")
     p.add_argument("--out", required=True, type=Path, help="run folder for checkpoints, logs and weights")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument(
+        "--strategy",
+        choices=("default", "mirrored", "multiworker"),
+        default="default",
+        help="tf.distribute strategy: one device, all local GPUs (mirrored), or several machines "
+        "(multiworker, configured by TF_CONFIG; see docs/training.md). --batch-size is the global batch",
+    )
     p.add_argument("--no-filter", action="store_true", help="keep faces with an angle beyond +-99 degrees")
     g = p.add_argument_group("model")
     g.add_argument("--input-size", type=_positive_int)
@@ -162,7 +190,7 @@ def _run_train(args: argparse.Namespace) -> int:
         f"(filter |angle|<=99: {json.dumps({k: v for k, v in report.items() if k in ('filter', 'train', 'val')})})"
     )
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
-    summary = workflow.train_run(args.out, prepared, model_cfg, train_cfg, qat_cfg, args.resume, verbose)
+    summary = workflow.train_run(args.out, prepared, model_cfg, train_cfg, qat_cfg, args.resume, verbose, args.strategy)
     for phase in ("float", "qat"):
         print(_format_mae(f"{phase} keras val", summary[phase]["val"]) + f"  ({summary[phase]['seconds']} s)")
     print(f"wrote {args.out}/float/best.weights.h5, {args.out}/qat/best.weights.h5, {args.out}/summary.json")
@@ -183,6 +211,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", default="int8,float32,dynamic", help="comma list of int8, float32, dynamic")
     p.add_argument("--io-dtype", choices=("int8", "uint8"), default="int8")
     p.add_argument("--num-calibration", type=_positive_int, default=200)
+    p.add_argument("--data", nargs="+", help="calibration data for int8 (default: the run's own train split)")
     p.add_argument("--name", default="headpose", help="file name prefix")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
 
@@ -194,21 +223,55 @@ def _run_export(args: argparse.Namespace) -> int:
     bad = set(variants) - {"int8", "float32", "dynamic"}
     if bad or not variants:
         raise UsageError(f"--variants takes int8, float32, dynamic. Received: {args.variants!r}")
-    for v in variants:
-        _check_output(args.out / f"{args.name}_{v}.tflite", args.force)
     from qa_headpose import workflow
 
     run = workflow.read_run_config(args.run)
-    data = run["data"]
-    prepared = workflow.prepare_data(data["data"], data.get("val_data") or None, _split_of(data), data.get("limit_deg"))
+    for v in variants:
+        for suffix in (".tflite", ".json"):
+            _check_output(args.out / f"{args.name}_{v}{suffix}", args.force)
+    calibration = None
+    if "int8" in variants:  # the representative dataset: the run's own training crops
+        if args.data:
+            calibration, _ = workflow.load_filtered(args.data)
+        else:
+            data = run["data"]
+            if not data.get("data"):
+                raise UsageError(f"{args.run} records no training data; pass --data for the int8 calibration crops")
+            calibration = workflow.prepare_data(
+                data["data"], data.get("val_data") or None, _split_of(data), data.get("limit_deg")
+            ).train
     cfg = ExportConfig(num_calibration=args.num_calibration, io_dtype=args.io_dtype)
-    written = workflow.export_run(args.run, args.out, prepared.train, cfg, variants, args.name)
+    written = workflow.export_run(args.run, args.out, calibration, cfg, variants, args.name)
     for variant, meta in written.items():
         print(
             f"{variant}: {args.out / (args.name + '_' + variant + '.tflite')} {meta['file_size_bytes'] / 1e6:.2f} MB, "
             f"input {meta['input_dtype']}, output {meta['output_dtype']}, fully int8: {meta['fully_int8']}"
         )
     return EXIT_OK
+
+
+def _check_model(path: Path, expect_int8: bool = False) -> None:
+    """Loads a .tflite (or reads a run folder's config) so a bad model fails at once.
+
+    Raises:
+        ModelError: for a missing, corrupt or non-head-pose .tflite, one that disagrees with its
+            JSON, or (``expect_int8``) a model that is not a full-int8 .tflite.
+        FileNotFoundError, ValueError: for a folder that is not a training run.
+    """
+    from qa_headpose import workflow
+    from qa_headpose.runtime import ModelError, TFLiteRunner
+
+    if path.suffix != ".tflite":
+        workflow.read_run_config(path)
+        if expect_int8:
+            raise ModelError(f"--expect-int8: {path} is a Keras run folder, not a full-int8 .tflite")
+        return
+    runner = TFLiteRunner(path)
+    if expect_int8 and not runner.is_fully_int8():
+        raise ModelError(
+            f"--expect-int8: {path} is not a full-int8 model (input {runner.input_dtype.name}, "
+            f"output {runner.output_dtype.name})"
+        )
 
 
 def _split_of(data_report: dict) -> str | None:
@@ -224,6 +287,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="aflw2000_val", help="committed val list name, or 'hash'")
     p.add_argument("--phase", choices=("float", "qat"), default="qat", help="which Keras model of a run folder")
     p.add_argument("--threads", type=_positive_int, default=2)
+    p.add_argument("--expect-int8", action="store_true", help="fail unless the model is a full-int8 .tflite")
     p.add_argument("--json", type=Path, help="write the metrics as JSON")
     p.add_argument("--plot", type=Path, help="write abs error vs ground-truth yaw as PNG")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
@@ -235,8 +299,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             _check_output(out, args.force)
     from qa_headpose import workflow
     from qa_headpose.config import write_json_atomic
-    from qa_headpose.data import split_train_val
+    from qa_headpose.data import DataError, split_train_val
 
+    for path in args.data:  # cheap checks first: missing data, then a bad model, before any data is read
+        if not Path(path).exists():
+            raise DataError(f"No such file or folder: {path}")
+    _check_model(args.model, args.expect_int8)
     faces, counts = workflow.load_filtered(args.data)
     if args.subset != "all":
         train, val = split_train_val(faces, None if args.split == "hash" else args.split)
@@ -245,7 +313,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     label = f"{args.model}" + (f" [{args.phase}]" if args.model.suffix != ".tflite" else "")
     print(_format_mae(label, metrics) + f"  (dropped by |angle|<=99: {counts['dropped']})")
     if args.json:
-        write_json_atomic(args.json, {"model": str(args.model), "data": args.data, "subset": args.subset, **metrics, "dropped": counts["dropped"]})
+        write_json_atomic(
+            args.json,
+            {
+                "model": str(args.model),
+                "data": args.data,
+                "subset": args.subset,
+                **metrics,
+                "dropped": counts["dropped"],
+            },
+        )
     if args.plot:
         workflow.plot_errors(pred, faces.poses, args.plot, title=str(args.model.name))
     return EXIT_OK
@@ -253,13 +330,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- data
 def _add_data(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="data_command", required=True, metavar="{crop}")
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="{crop,download}")
     c = sub.add_parser("crop", help="cache FSA-Net crops of a 300W-LP/AFLW2000 folder as an FSA-Net npz")
     c.add_argument("src", type=Path, help="folder of images with .mat labels")
     c.add_argument("--out", type=Path, required=True, help="the .npz to write")
     c.add_argument("--size", type=_positive_int, default=64)
     c.add_argument("--no-filter", action="store_true")
     c.add_argument("--force", action="store_true")
+    d = sub.add_parser("download", help="fetch FSA-Net's preprocessed data.zip (Google Drive) and unpack it")
+    d.add_argument("--out", type=Path, required=True, help="folder to create: type1/*.npz, BIWI_*.npz")
+    d.add_argument("--zip", type=Path, help="an already downloaded data.zip: unpack it, fetch nothing")
+    d.add_argument("--keep-zip", action="store_true", help="keep the downloaded <out>.zip after unpacking")
+    d.add_argument("--force", action="store_true", help="replace an existing --out folder")
 
 
 def _run_data(args: argparse.Namespace) -> int:
@@ -272,7 +354,23 @@ def _run_data(args: argparse.Namespace) -> int:
 
         faces, counts = workflow.load_filtered([args.src], None if args.no_filter else 99.0)
         save_fsanet_npz(faces, args.out, args.size)
-        print(f"wrote {args.out}: {counts['kept']} faces {args.size}x{args.size} (dropped by |angle|<=99: {counts['dropped']})")
+        print(
+            f"wrote {args.out}: {counts['kept']} faces {args.size}x{args.size} (dropped by |angle|<=99: {counts['dropped']})"
+        )
+    elif args.data_command == "download":
+        from qa_headpose import download
+
+        if args.out.exists() and not args.force:
+            raise UsageError(f"{args.out} already exists; pass --force to replace it")
+        try:
+            download.download_fsanet_data(args.out, args.zip, args.force, args.keep_zip)
+        except download.DownloadError as exc:
+            print(f"qa-headpose data: error: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        train = " ".join(str(args.out / f) for f in download.TRAIN_FILES)
+        val = args.out / "type1" / "AFLW2000.npz"
+        print(f"wrote {args.out}: {', '.join(download.FSANET_FILES)}")
+        print(f"train with: qa-headpose train --data {train} --val-data {val} --out RUN")
     return EXIT_OK
 
 
@@ -288,18 +386,30 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _add_benchmark(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", nargs="+", type=Path, help=".tflite/.onnx files or folders of them (default: the shipped models)")
-    p.add_argument("--run", type=Path, help="training run folder: adds its float Keras model (predict_on_batch and call rows)")
+    p.add_argument(
+        "--model", nargs="+", type=Path, help=".tflite/.onnx files or folders of them (default: the shipped models)"
+    )
+    p.add_argument(
+        "--run", type=Path, help="training run folder: adds its float Keras model (predict_on_batch and call rows)"
+    )
     p.add_argument("--threads", type=_int_list, help="thread counts, e.g. 8 or 1,2,4,8 (default: 1 and all cores)")
     p.add_argument("--batch-sizes", type=_int_list, default=(1, 8, 32), help="throughput batch sizes (default 1,8,32)")
-    p.add_argument("--runtimes", default="litert,tf.lite,onnxruntime,keras", help="comma list of litert, tf.lite, onnxruntime, keras")
-    p.add_argument("--xnnpack", choices=("on", "off", "both"), default="both", help="XNNPACK delegate of the TFLite interpreters")
+    p.add_argument(
+        "--runtimes",
+        default="litert,tf.lite,onnxruntime,keras",
+        help="comma list of litert, tf.lite, onnxruntime, keras",
+    )
+    p.add_argument(
+        "--xnnpack", choices=("on", "off", "both"), default="both", help="XNNPACK delegate of the TFLite interpreters"
+    )
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first")
     p.add_argument("--runs", type=_positive_int, default=200, help="timed batch-1 calls")
     p.add_argument("--throughput-seconds", type=_non_negative_float, default=0.5, help="minimum time per batch size")
     g = p.add_argument_group("accuracy")
     g.add_argument("--data", nargs="+", help="FSA-Net .npz file(s) or 300W-LP/AFLW2000 folder(s): adds per-angle MAE")
-    g.add_argument("--subset", choices=("val", "all"), default="val", help="val split of --data (all when it has no val face)")
+    g.add_argument(
+        "--subset", choices=("val", "all"), default="val", help="val split of --data (all when it has no val face)"
+    )
     g.add_argument("--split", default="aflw2000_val", help="committed val list name, or 'hash'")
     g.add_argument("--max-faces", type=_positive_int, help="evaluate on the first N faces only")
     g = p.add_argument_group("analysis")
@@ -334,6 +444,8 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         specs = [benchmark.model_spec(f) for f in files]
     if args.run is not None:
         specs.append(benchmark.model_spec(args.run))
+    if args.frame and not any(s.format == "tflite" and s.variant == "int8" for s in specs):
+        raise UsageError("--frame needs an int8 .tflite among the models")
     threads = args.threads or tuple(dict.fromkeys((1, os.cpu_count() or 1)))
     xnnpack = {"on": (True,), "off": (False,), "both": (True, False)}[args.xnnpack]
     cfg = benchmark.BenchmarkConfig(
@@ -346,7 +458,9 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         xnnpack=xnnpack,
     )
     eval_data = _benchmark_data(args) if args.data else None
-    report = benchmark.run_benchmark(specs, cfg, eval_data, progress=lambda line: print(f"measuring {line}", file=sys.stderr))
+    report = benchmark.run_benchmark(
+        specs, cfg, eval_data, progress=lambda line: print(f"measuring {line}", file=sys.stderr)
+    )
     report.command = _invocation()
     int8 = [s for s in specs if s.format == "tflite" and s.variant == "int8"]
     if args.profile:
@@ -440,19 +554,23 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
     calibration = None
     if "int8" in variants:
         data = run["data"]
-        prepared = workflow.prepare_data(data["data"], data.get("val_data") or None, _split_of(data), data.get("limit_deg"))
+        prepared = workflow.prepare_data(
+            data["data"], data.get("val_data") or None, _split_of(data), data.get("limit_deg")
+        )
         pick = np.random.default_rng(0).permutation(len(prepared.train))[: args.num_calibration]
         calibration = prepared.train.subset(pick).crops(run["model"].input_size).astype(np.float32)
     written = export_onnx_run(args.run, args.out, calibration, variants, args.name, args.opset)
     for variant, meta in written.items():
-        print(f"onnx {variant}: {args.out / (args.name + '_onnx_' + variant + '.onnx')} {meta['file_size_bytes'] / 1e6:.2f} MB")
+        print(
+            f"onnx {variant}: {args.out / (args.name + '_onnx_' + variant + '.onnx')} {meta['file_size_bytes'] / 1e6:.2f} MB"
+        )
     return EXIT_OK
 
 
 # ---------------------------------------------------------------- predict
 def _add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="images, folders of images, video files (none: the shipped sample image)")
-    p.add_argument("--cam", type=int, metavar="N", help="read webcam N instead of paths (Ctrl-C stops)")
+    p.add_argument("--cam", type=_camera_index, metavar="N", help="read webcam N instead of paths (Ctrl-C stops)")
     p.add_argument("--model", help="a head-pose .tflite (default: the shipped full-int8 model)")
     p.add_argument("--detector", default="short", help="'short' (default), 'full' (small faces) or a .tflite")
     p.add_argument("--threads", type=_positive_int, default=2, help="interpreter threads")
@@ -564,16 +682,25 @@ SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("train float then QAT on real data", _add_train, _run_train),
     "export": ("export a run to full-int8, float32 and dynamic-range TFLite", _add_export, _run_export),
     "evaluate": ("per-angle MAE of a .tflite or Keras model on a dataset", _add_evaluate, _run_evaluate),
-    "data": ("dataset tools (crop cache)", _add_data, _run_data),
+    "data": ("dataset tools: crop cache, FSA-Net download", _add_data, _run_data),
+    "port-imagenet": (
+        "port torchvision's ImageNet MobileNetV2 into a Keras backbone .h5 (offline)",
+        _add_port_imagenet,
+        _run_port_imagenet,
+    ),
     "predict": ("head pose of every face in images, folders, videos or a webcam", _add_predict, _run_predict),
-    "benchmark": ("latency, throughput, size, memory and MAE of every model and runtime", _add_benchmark, _run_benchmark),
+    "benchmark": (
+        "latency, throughput, size, memory and MAE of every model and runtime",
+        _add_benchmark,
+        _run_benchmark,
+    ),
     "export-onnx": ("export a run to float and int8 (QDQ) ONNX", _add_export_onnx, _run_export_onnx),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``qa-headpose`` with all subcommands."""
-    parser = argparse.ArgumentParser(prog="qa-headpose", description="Head pose (yaw, pitch, roll) with an int8 MobileNetV2.")
+    parser = _ArgumentParser(prog="qa-headpose", description="Head pose (yaw, pitch, roll) with an int8 MobileNetV2.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
     for name, (help_text, add, _) in SUBCOMMANDS.items():
@@ -599,7 +726,17 @@ def run_command(name: str, call: Callable[[], int]) -> int:
 
     try:
         return call()
-    except (UsageError, DataError, ModelError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError, ImportError) as exc:
+    except (
+        UsageError,
+        DataError,
+        ModelError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        PermissionError,
+        ValueError,
+        ImportError,
+    ) as exc:
         print(f"qa-headpose {name}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -607,6 +744,16 @@ def run_command(name: str, call: Callable[[], int]) -> int:
         return 130
     except MemoryError:
         print(f"qa-headpose {name}: error: out of memory", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug, not bad input: one line, the traceback on request
+        if os.environ.get("QA_HEADPOSE_TRACEBACK"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"qa-headpose {name}: internal error: {type(exc).__name__}: {first} "
+            "(please report it; QA_HEADPOSE_TRACEBACK=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
 
 

@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 VARIANTS = ("int8", "float32", "dynamic")
 
 
-def convert_to_int8_tflite(qat_model: keras.Model, calibration: np.ndarray, cfg: ExportConfig = ExportConfig()) -> bytes:
+def convert_to_int8_tflite(
+    qat_model: keras.Model, calibration: np.ndarray, cfg: ExportConfig = ExportConfig()
+) -> bytes:
     """Converts a QAT model to a full-integer TFLite model.
 
     Args:
@@ -67,8 +69,14 @@ def model_metadata(runner: TFLiteRunner, variant: str, extra: dict[str, Any] | N
         "input_size": runner.input_size,
         "input_dtype": runner.input_dtype.name,
         "output_dtype": runner.output_dtype.name,
-        "input_quantization": {"scale": float(runner.input_quantization[0]), "zero_point": int(runner.input_quantization[1])},
-        "output_quantization": {"scale": float(runner.output_quantization[0]), "zero_point": int(runner.output_quantization[1])},
+        "input_quantization": {
+            "scale": float(runner.input_quantization[0]),
+            "zero_point": int(runner.input_quantization[1]),
+        },
+        "output_quantization": {
+            "scale": float(runner.output_quantization[0]),
+            "zero_point": int(runner.output_quantization[1]),
+        },
         "input": "BGR pixels, float values in [0, 255] (quantized with the scale/zero_point above)",
         "output_order": list(angles.ANGLE_ORDER),
         "output_units": "degrees",
@@ -79,7 +87,9 @@ def model_metadata(runner: TFLiteRunner, variant: str, extra: dict[str, Any] | N
     }
 
 
-def save_tflite(payload: bytes, path: str | os.PathLike, variant: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def save_tflite(
+    payload: bytes, path: str | os.PathLike, variant: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Writes a .tflite and its JSON (``<name>.json``) atomically; returns the metadata.
 
     Raises:

@@ -58,7 +58,9 @@ def input_norm_weights(keras_imagenet: bool = False) -> tuple[np.ndarray, np.nda
     return kernel, (-mean / std).astype(np.float32)
 
 
-def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, bn_name: str, cfg: ModelConfig, relu_name: str | None):
+def _conv_bn(
+    x, filters: int, kernel: int, stride: int, name: str, bn_name: str, cfg: ModelConfig, relu_name: str | None
+):
     if stride == 2:
         x = layers.ZeroPadding2D(padding=kernel // 2, name=f"{name}_pad")(x)
     padding = "valid" if stride == 2 else "same"
@@ -78,7 +80,9 @@ def _inverted_residual(x, block_id: int, filters: int, stride: int, expansion: i
     inputs = x
     prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
     if block_id:
-        x = _conv_bn(x, expansion * in_channels, 1, 1, prefix + "expand", prefix + "expand_BN", cfg, prefix + "expand_relu")
+        x = _conv_bn(
+            x, expansion * in_channels, 1, 1, prefix + "expand", prefix + "expand_BN", cfg, prefix + "expand_relu"
+        )
     x = _conv_bn(x, 0, 3, stride, prefix + "depthwise", prefix + "depthwise_BN", cfg, prefix + "depthwise_relu")
     x = _conv_bn(x, out_channels, 1, 1, prefix + "project", prefix + "project_BN", cfg, None)
     if in_channels == out_channels and stride == 1:

@@ -95,7 +95,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"| {name} | {m['yaw']:.2f} | {m['pitch']:.2f} | {m['roll']:.2f} | **{m['mean']:.2f}** | {m['count']} |"
         for name, m in card["val_mae"].items()
     ]
-    sizes = [f"| {name} | {info['bytes'] / 1e6:.3f} MB | `{info['sha256'][:16]}…` |" for name, info in card["files"].items()]
+    sizes = [
+        f"| {name} | {info['bytes'] / 1e6:.3f} MB | `{info['sha256'][:16]}…` |" for name, info in card["files"].items()
+    ]
     latency = [f"| {t} | {v['p50_ms']:.3f} | {v['p90_ms']:.3f} |" for t, v in card["latency_int8_batch1"].items()]
     return "\n".join(
         [

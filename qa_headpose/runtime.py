@@ -73,9 +73,7 @@ def _interpreter_class(prefer: str) -> Any:
     try:
         import tensorflow as tf
     except ImportError:
-        raise ImportError(
-            "No TFLite interpreter found. Install one with `pip install ai-edge-litert`."
-        ) from None
+        raise ImportError("No TFLite interpreter found. Install one with `pip install ai-edge-litert`.") from None
     return tf.lite.Interpreter
 
 
@@ -88,8 +86,11 @@ class TFLiteRunner:
         prefer: which interpreter to use first, "litert" or "tf".
 
     Raises:
-        ModelError: if the model is unreadable or its input/output is not
-            (1, S, S, 3) -> (1, 3).
+        ModelError: if the model is unreadable, its input/output is not
+            (1, S, S, 3) -> (1, 3), or the ``<model>.json`` written beside it by the
+            export is unreadable or names another ``input_size``, ``input_dtype`` or
+            ``output_dtype`` than the model has (a model file swapped under its JSON).
+        ValueError: if num_threads < 1.
     """
 
     def __init__(self, model: str | os.PathLike | bytes, num_threads: int = 1, prefer: str = "litert") -> None:
@@ -98,12 +99,13 @@ class TFLiteRunner:
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(f"Expected 1 input and 1 output. Received: {len(inputs)} and {len(outputs)}")
+            raise ModelError(
+                f"Not a head-pose model: expected 1 input and 1 output. Received: {len(inputs)} and {len(outputs)}"
+            )
         shape_in, shape_out = tuple(inputs[0]["shape"]), tuple(outputs[0]["shape"])
         if len(shape_in) != 4 or shape_in[1] != shape_in[2] or shape_in[3] != 3 or shape_out[-1] != 3:
             raise ModelError(
-                f"Not a head-pose model: input {shape_in}, output {shape_out}; "
-                "expected (1, S, S, 3) -> (1, 3)"
+                f"Not a head-pose model: input {shape_in}, output {shape_out}; expected (1, S, S, 3) -> (1, 3)"
             )
         self.input_size = int(shape_in[1])
         self.input_dtype = np.dtype(inputs[0]["dtype"])
@@ -113,6 +115,33 @@ class TFLiteRunner:
         self._input_index = inputs[0]["index"]
         self._output_index = outputs[0]["index"]
         self._batch = int(shape_in[0])
+        if not isinstance(model, (bytes, bytearray)):
+            self._check_metadata(Path(model))
+
+    def _check_metadata(self, path: Path) -> None:
+        """Compares the model with the JSON beside it (``<model>.json``), when there is one."""
+        import json
+
+        meta_path = path.with_suffix(".json")
+        if not meta_path.is_file():
+            return
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise ModelError(f"Unreadable model metadata {meta_path}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(meta, dict):
+            kind = type(meta).__name__
+            raise ModelError(f"Unreadable model metadata {meta_path}: expected a JSON object, got {kind}")
+        actual = {
+            "input_size": self.input_size,
+            "input_dtype": self.input_dtype.name,
+            "output_dtype": self.output_dtype.name,
+        }
+        for key, value in actual.items():
+            if key in meta and meta[key] != value:
+                raise ModelError(
+                    f"{path} does not match {meta_path.name}: the model's {key} is {value}, the JSON says {meta[key]!r}"
+                )
 
     def _resize(self, batch: int) -> None:
         if batch != self._batch:
@@ -145,9 +174,11 @@ class TFLiteRunner:
             float32 (batch, 3): (yaw, pitch, roll) in degrees.
 
         Raises:
-            ValueError: if ``x`` has another shape or holds NaN/inf.
+            ValueError: if ``x`` has another shape, is not real-valued, or holds NaN/inf.
         """
         x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise ValueError(f"Expected float32 pixel values. Received: dtype={x.dtype}")
         expected = (self.input_size, self.input_size, 3)
         if x.ndim != 4 or x.shape[1:] != expected or len(x) == 0:
             raise ValueError(f"Expected input (batch>0, {expected[0]}, {expected[1]}, 3). Received: {x.shape}")
@@ -172,6 +203,7 @@ class TFLiteRunner:
                 "outputs": [_dtype(i) for i in op["outputs"]],
             }
             for op in self.interpreter._get_ops_details()
+            if op["op_name"] != "DELEGATE"  # the runtime's XNNPACK node, not an op of the model
         ]
 
     def is_fully_int8(self) -> bool:

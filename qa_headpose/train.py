@@ -58,7 +58,10 @@ def make_train_dataset(
     steps = steps_per_epoch(n, batch_size)
     pairs = np.concatenate(
         [
-            np.stack([np.full(steps * batch_size, e), np.random.default_rng([seed, e]).permutation(n)[: steps * batch_size]], 1)
+            np.stack(
+                [np.full(steps * batch_size, e), np.random.default_rng([seed, e]).permutation(n)[: steps * batch_size]],
+                1,
+            )
             for e in range(start_epoch, epochs)
         ]
         or [np.zeros((0, 2), np.int64)]
@@ -151,7 +154,9 @@ ANGLE_METRICS = [_angle_mae(i, name) for i, name in enumerate(angles.ANGLE_ORDER
 class _EpochCheckpoint(keras.callbacks.Callback):
     """Saves the resumable checkpoint every epoch and the best-on-val weights atomically."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable, best_path: Path, best: float) -> None:
+    def __init__(
+        self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable, best_path: Path, best: float
+    ) -> None:
         super().__init__()
         self.manager, self.epoch_var, self.best_path, self.best = manager, epoch_var, best_path, best
 

@@ -52,7 +52,9 @@ def concat_faces(sets: list[FaceSet]) -> FaceSet:
     )
 
 
-def load_filtered(paths: list[str | os.PathLike], limit_deg: float | None = angles.ANGLE_LIMIT_DEG) -> tuple[FaceSet, dict[str, int]]:
+def load_filtered(
+    paths: list[str | os.PathLike], limit_deg: float | None = angles.ANGLE_LIMIT_DEG
+) -> tuple[FaceSet, dict[str, int]]:
     """Loads and concatenates datasets, applying the |angle| <= limit filter unless limit is None."""
     faces = concat_faces([load_faces(p) for p in paths])
     dropped = 0
@@ -144,7 +146,12 @@ def train_run(
     run_dir = Path(run_dir)
     own_dir = distribute.worker_dir(run_dir, strategy)
     own_dir.mkdir(parents=True, exist_ok=True)
-    config = {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "qat": to_dict(qat_cfg), "data": prepared.report}
+    config = {
+        "model": to_dict(model_cfg),
+        "train": to_dict(train_cfg),
+        "qat": to_dict(qat_cfg),
+        "data": prepared.report,
+    }
     if (run_dir / RUN_CONFIG).exists() and resume:
         previous = read_run_config(run_dir)
         if previous["model"] != model_cfg:
@@ -262,7 +269,11 @@ def export_run(
     size = run["model"].input_size
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    extra = {"model_config": to_dict(run["model"]), "train_config": to_dict(run["train"]), "qat_config": to_dict(run["qat"])}
+    extra = {
+        "model_config": to_dict(run["model"]),
+        "train_config": to_dict(run["train"]),
+        "qat_config": to_dict(run["qat"]),
+    }
     written = {}
     for variant in variants:
         start = time.perf_counter()
@@ -277,7 +288,9 @@ def export_run(
             model = load_keras_from_run(run_dir, "float")
             convert = convert_to_float_tflite if variant == "float32" else convert_to_dynamic_range_tflite
             payload = convert(model)
-        meta = save_tflite(payload, out_dir / f"{name}_{variant}.tflite", variant, {**extra, "export_config": to_dict(cfg)})
+        meta = save_tflite(
+            payload, out_dir / f"{name}_{variant}.tflite", variant, {**extra, "export_config": to_dict(cfg)}
+        )
         meta["convert_seconds"] = round(time.perf_counter() - start, 1)
         written[variant] = meta
     return written

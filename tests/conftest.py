@@ -35,7 +35,9 @@ def pytest_collection_modifyitems(config, items):
 def require(path: Path) -> Path:
     """Skips the test with a clear reason when a ../shared/data folder is absent."""
     if not path.exists():
-        pytest.skip(f"real data not found at {path} (the research-only data lives in ../shared/data beside the checkout)")
+        pytest.skip(
+            f"real data not found at {path} (the research-only data lives in ../shared/data beside the checkout)"
+        )
     return path
 
 
@@ -104,7 +106,9 @@ def tiny_run(tmp_path_factory, synthetic_faces, tiny_model_config) -> Path:
     from qa_headpose.config import AugmentConfig, QATConfig, TrainConfig
 
     run = tmp_path_factory.mktemp("tiny_run")
-    prepared = workflow.PreparedData(synthetic_faces.subset(range(24)), synthetic_faces.subset(range(24, 32)), {"data": []})
+    prepared = workflow.PreparedData(
+        synthetic_faces.subset(range(24)), synthetic_faces.subset(range(24, 32)), {"data": []}
+    )
     aug = AugmentConfig(flip=True, rotate_deg=10, scale_jitter=0.1, shift_jitter=0.05, photometric=True)
     workflow.train_run(
         run,

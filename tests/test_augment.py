@@ -43,8 +43,14 @@ def test_augmentation_is_deterministic_and_in_range(aflw_faces):
 
     aflw_faces, _ = filter_protocol(aflw_faces)
     cfg = AugmentConfig()
-    a = [augment.augment_face(im, b, p, 48, cfg, np.random.default_rng(7)) for im, b, p in zip(aflw_faces.images, aflw_faces.boxes, aflw_faces.poses)]
-    b = [augment.augment_face(im, b, p, 48, cfg, np.random.default_rng(7)) for im, b, p in zip(aflw_faces.images, aflw_faces.boxes, aflw_faces.poses)]
+    a = [
+        augment.augment_face(im, b, p, 48, cfg, np.random.default_rng(7))
+        for im, b, p in zip(aflw_faces.images, aflw_faces.boxes, aflw_faces.poses)
+    ]
+    b = [
+        augment.augment_face(im, b, p, 48, cfg, np.random.default_rng(7))
+        for im, b, p in zip(aflw_faces.images, aflw_faces.boxes, aflw_faces.poses)
+    ]
     for (ca, pa), (cb, pb) in zip(a, b):
         np.testing.assert_array_equal(ca, cb)
         np.testing.assert_array_equal(pa, pb)

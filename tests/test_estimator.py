@@ -15,7 +15,12 @@ def test_predict_and_batch_agree(tiny_int8_tflite, aflw_faces):
 
 @pytest.mark.parametrize(
     "bad",
-    [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((10, 10, 4), np.uint8), np.zeros((0, 5, 3), np.uint8)],
+    [
+        np.zeros((10, 10), np.uint8),
+        np.zeros((10, 10, 3), np.float32),
+        np.zeros((10, 10, 4), np.uint8),
+        np.zeros((0, 5, 3), np.uint8),
+    ],
 )
 def test_predict_rejects_bad_arrays(tiny_int8_tflite, bad):
     with pytest.raises(ValueError):

@@ -162,7 +162,12 @@ class Ctx:
         """A folder with a valid run config.json (and no weights)."""
         from qa_headpose.config import ModelConfig, QATConfig, TrainConfig, to_dict
 
-        config = {"model": to_dict(ModelConfig()), "train": to_dict(TrainConfig()), "qat": to_dict(QATConfig()), "data": {}}
+        config = {
+            "model": to_dict(ModelConfig()),
+            "train": to_dict(TrainConfig()),
+            "qat": to_dict(QATConfig()),
+            "data": {},
+        }
         self.file(f"{name}/config.json", json.dumps(config))
         return self.tmp / name
 
@@ -228,118 +233,557 @@ CASES: list[tuple[str, Call, Any, Any]] = [
     ("image/empty-folder-cli", lambda c: ["predict", c.folder("nothing"), "--model", c.int8], 2, "No images"),
     ("image/zero-bytes-api", lambda c: read_image(c.file("e.jpg")), DataError, "Empty file"),
     ("image/zero-bytes-cli", lambda c: ["predict", c.file("e.png"), "--model", c.int8], 2, "Empty file"),
-    ("image/truncated-jpeg-api", lambda c: read_image(c.file("t.jpg", SAMPLE_JPEG[: len(SAMPLE_JPEG) // 2])), DataError, "truncated JPEG"),
-    ("image/truncated-jpeg-eoi-api", lambda c: read_image(c.file("t.jpg", SAMPLE_JPEG[:-2])), DataError, "truncated JPEG"),
-    ("image/truncated-jpeg-cli", lambda c: ["predict", c.file("t.jpg", SAMPLE_JPEG[:-500]), "--model", c.int8], 2, "truncated JPEG"),
-    ("image/truncated-png-api", lambda c: read_image(c.file("t.png", SAMPLE_PNG[: len(SAMPLE_PNG) // 2])), DataError, "Cannot decode image"),
-    ("image/truncated-png-cli", lambda c: ["predict", c.file("t.png", SAMPLE_PNG[:-30]), "--model", c.int8], 2, "Cannot decode image"),
-    ("image/text-as-jpg-api", lambda c: read_image(c.file("notes.jpg", "just some text\n" * 20)), DataError, "Cannot decode image"),
-    ("image/text-as-jpg-cli", lambda c: ["predict", c.file("notes.jpg", "just some text\n" * 20), "--model", c.int8], 2, "Cannot decode image"),
-    ("image/huge-png-header-api", lambda c: read_image(c.file("big.png", _png_header_only(20000, 20000))), DataError, "20000x20000 pixels"),
-    ("image/huge-jpeg-header-api", lambda c: read_image(c.file("big.jpg", _jpeg_header_only(20000, 20000))), DataError, "20000x20000 pixels"),
-    ("image/huge-header-cli", lambda c: ["predict", c.file("big.png", _png_header_only(20000, 20000)), "--model", c.int8], 2, "too large"),
+    (
+        "image/truncated-jpeg-api",
+        lambda c: read_image(c.file("t.jpg", SAMPLE_JPEG[: len(SAMPLE_JPEG) // 2])),
+        DataError,
+        "truncated JPEG",
+    ),
+    (
+        "image/truncated-jpeg-eoi-api",
+        lambda c: read_image(c.file("t.jpg", SAMPLE_JPEG[:-2])),
+        DataError,
+        "truncated JPEG",
+    ),
+    (
+        "image/truncated-jpeg-cli",
+        lambda c: ["predict", c.file("t.jpg", SAMPLE_JPEG[:-500]), "--model", c.int8],
+        2,
+        "truncated JPEG",
+    ),
+    (
+        "image/truncated-png-api",
+        lambda c: read_image(c.file("t.png", SAMPLE_PNG[: len(SAMPLE_PNG) // 2])),
+        DataError,
+        "Cannot decode image",
+    ),
+    (
+        "image/truncated-png-cli",
+        lambda c: ["predict", c.file("t.png", SAMPLE_PNG[:-30]), "--model", c.int8],
+        2,
+        "Cannot decode image",
+    ),
+    (
+        "image/text-as-jpg-api",
+        lambda c: read_image(c.file("notes.jpg", "just some text\n" * 20)),
+        DataError,
+        "Cannot decode image",
+    ),
+    (
+        "image/text-as-jpg-cli",
+        lambda c: ["predict", c.file("notes.jpg", "just some text\n" * 20), "--model", c.int8],
+        2,
+        "Cannot decode image",
+    ),
+    (
+        "image/huge-png-header-api",
+        lambda c: read_image(c.file("big.png", _png_header_only(20000, 20000))),
+        DataError,
+        "20000x20000 pixels",
+    ),
+    (
+        "image/huge-jpeg-header-api",
+        lambda c: read_image(c.file("big.jpg", _jpeg_header_only(20000, 20000))),
+        DataError,
+        "20000x20000 pixels",
+    ),
+    (
+        "image/huge-header-cli",
+        lambda c: ["predict", c.file("big.png", _png_header_only(20000, 20000)), "--model", c.int8],
+        2,
+        "too large",
+    ),
     ("image/huge-bytes-api", lambda c: decode_image(_png_header_only(20000, 20000), "big"), DataError, "too large"),
-    ("image/grayscale-api", lambda c: read_image(c.image("g.png", cv2.cvtColor(SAMPLE, cv2.COLOR_BGR2GRAY))), OK, lambda im: im.shape == SAMPLE.shape and np.array_equal(im[..., 0], im[..., 2])),
-    ("image/rgba-api", lambda c: read_image(c.image("a.png", cv2.cvtColor(SAMPLE, cv2.COLOR_BGR2BGRA))), OK, lambda im: np.array_equal(im, SAMPLE)),
-    ("image/16bit-png-api", lambda c: read_image(c.image("d.png", SAMPLE.astype(np.uint16) * 257)), OK, lambda im: im.dtype == np.uint8 and np.array_equal(im, SAMPLE)),
-    ("image/grayscale-cli", lambda c: ["predict", c.image("g.png", cv2.cvtColor(SAMPLE, cv2.COLOR_BGR2GRAY)), "--model", c.int8], 0, "g.png"),
-    ("image/1x1-api", lambda c: c.estimator.predict_image(read_image(c.image("one.png", np.zeros((1, 1, 3), np.uint8)))), OK, lambda faces: faces == []),
-    ("image/1x1-cli", lambda c: ["predict", c.image("one.png", np.full((1, 1), 7, np.uint8)), "--model", c.int8], 1, "no face found"),
-    ("image/non-ascii-api", lambda c: read_image(c.file("façade_頭部_😀.jpg", SAMPLE_JPEG)), OK, lambda im: im.shape == SAMPLE.shape),
-    ("image/non-ascii-cli", lambda c: ["predict", c.file("Ünïcødé/頭部.jpg", SAMPLE_JPEG), "--model", c.int8, "--output", c.tmp / "出力"], 0, "出力/頭部.jpg"),
+    (
+        "image/grayscale-api",
+        lambda c: read_image(c.image("g.png", cv2.cvtColor(SAMPLE, cv2.COLOR_BGR2GRAY))),
+        OK,
+        lambda im: im.shape == SAMPLE.shape and np.array_equal(im[..., 0], im[..., 2]),
+    ),
+    (
+        "image/rgba-api",
+        lambda c: read_image(c.image("a.png", cv2.cvtColor(SAMPLE, cv2.COLOR_BGR2BGRA))),
+        OK,
+        lambda im: np.array_equal(im, SAMPLE),
+    ),
+    (
+        "image/16bit-png-api",
+        lambda c: read_image(c.image("d.png", SAMPLE.astype(np.uint16) * 257)),
+        OK,
+        lambda im: im.dtype == np.uint8 and np.array_equal(im, SAMPLE),
+    ),
+    (
+        "image/grayscale-cli",
+        lambda c: ["predict", c.image("g.png", cv2.cvtColor(SAMPLE, cv2.COLOR_BGR2GRAY)), "--model", c.int8],
+        0,
+        "g.png",
+    ),
+    (
+        "image/1x1-api",
+        lambda c: c.estimator.predict_image(read_image(c.image("one.png", np.zeros((1, 1, 3), np.uint8)))),
+        OK,
+        lambda faces: faces == [],
+    ),
+    (
+        "image/1x1-cli",
+        lambda c: ["predict", c.image("one.png", np.full((1, 1), 7, np.uint8)), "--model", c.int8],
+        1,
+        "no face found",
+    ),
+    (
+        "image/non-ascii-api",
+        lambda c: read_image(c.file("façade_頭部_😀.jpg", SAMPLE_JPEG)),
+        OK,
+        lambda im: im.shape == SAMPLE.shape,
+    ),
+    (
+        "image/non-ascii-cli",
+        lambda c: ["predict", c.file("Ünïcødé/頭部.jpg", SAMPLE_JPEG), "--model", c.int8, "--output", c.tmp / "出力"],
+        0,
+        "出力/頭部.jpg",
+    ),
     # ---- arrays passed to the API
-    ("array/float-0-1-predict", lambda c: c.estimator.predict(np.random.default_rng(0).random((64, 64, 3))), ValueError, "pass uint8 BGR pixels 0-255"),
-    ("array/float32-0-255-predict", lambda c: c.estimator.predict(np.full((64, 64, 3), 128.0, np.float32)), ValueError, "pass uint8 BGR pixels 0-255"),
-    ("array/float-0-1-predict-image", lambda c: c.estimator.predict_image(SAMPLE / 255.0), DataError, "pass uint8 BGR pixels 0-255"),
+    (
+        "array/float-0-1-predict",
+        lambda c: c.estimator.predict(np.random.default_rng(0).random((64, 64, 3))),
+        ValueError,
+        "pass uint8 BGR pixels 0-255",
+    ),
+    (
+        "array/float32-0-255-predict",
+        lambda c: c.estimator.predict(np.full((64, 64, 3), 128.0, np.float32)),
+        ValueError,
+        "pass uint8 BGR pixels 0-255",
+    ),
+    (
+        "array/float-0-1-predict-image",
+        lambda c: c.estimator.predict_image(SAMPLE / 255.0),
+        DataError,
+        "pass uint8 BGR pixels 0-255",
+    ),
     ("array/int64", lambda c: c.estimator.predict(SAMPLE.astype(np.int64)), ValueError, "uint8 BGR array"),
     ("array/bool", lambda c: c.estimator.predict(np.ones((8, 8, 3), bool)), ValueError, "dtype=bool"),
     ("array/object", lambda c: c.estimator.predict(np.full((8, 8, 3), None)), ValueError, "dtype=object"),
     ("array/rank-2", lambda c: c.estimator.predict(np.zeros((8, 8), np.uint8)), ValueError, "(H, W, 3)"),
-    ("array/rank-4-to-predict", lambda c: c.estimator.predict(np.zeros((2, 8, 8, 3), np.uint8)), ValueError, "predict takes one"),
-    ("array/rank-5-batch", lambda c: c.estimator.predict_batch(np.zeros((1, 2, 8, 8, 3), np.uint8)), ValueError, "predict_batch takes"),
-    ("array/four-channels", lambda c: c.estimator.predict(np.zeros((8, 8, 4), np.uint8)), ValueError, "shape=(8, 8, 4)"),
-    ("array/zero-height-crop", lambda c: c.estimator.predict(np.zeros((0, 8, 3), np.uint8)), ValueError, "shape=(0, 8, 3)"),
-    ("array/nan", lambda c: c.estimator.predict(np.full((8, 8, 3), np.nan, np.float32)), ValueError, "pass uint8 BGR pixels 0-255"),
-    ("array/inf", lambda c: c.estimator.predict_batch([np.full((8, 8, 3), np.inf)]), ValueError, "pass uint8 BGR pixels 0-255"),
-    ("array/nan-to-runner", lambda c: c.estimator.runner(np.full((1, c.estimator.input_size, c.estimator.input_size, 3), np.nan, np.float32)), ValueError, "NaN or inf"),
-    ("array/strings-to-runner", lambda c: c.estimator.runner(np.full((1, c.estimator.input_size, c.estimator.input_size, 3), "x")), ValueError, "dtype=<U1"),
+    (
+        "array/rank-4-to-predict",
+        lambda c: c.estimator.predict(np.zeros((2, 8, 8, 3), np.uint8)),
+        ValueError,
+        "predict takes one",
+    ),
+    (
+        "array/rank-5-batch",
+        lambda c: c.estimator.predict_batch(np.zeros((1, 2, 8, 8, 3), np.uint8)),
+        ValueError,
+        "predict_batch takes",
+    ),
+    (
+        "array/four-channels",
+        lambda c: c.estimator.predict(np.zeros((8, 8, 4), np.uint8)),
+        ValueError,
+        "shape=(8, 8, 4)",
+    ),
+    (
+        "array/zero-height-crop",
+        lambda c: c.estimator.predict(np.zeros((0, 8, 3), np.uint8)),
+        ValueError,
+        "shape=(0, 8, 3)",
+    ),
+    (
+        "array/nan",
+        lambda c: c.estimator.predict(np.full((8, 8, 3), np.nan, np.float32)),
+        ValueError,
+        "pass uint8 BGR pixels 0-255",
+    ),
+    (
+        "array/inf",
+        lambda c: c.estimator.predict_batch([np.full((8, 8, 3), np.inf)]),
+        ValueError,
+        "pass uint8 BGR pixels 0-255",
+    ),
+    (
+        "array/nan-to-runner",
+        lambda c: c.estimator.runner(
+            np.full((1, c.estimator.input_size, c.estimator.input_size, 3), np.nan, np.float32)
+        ),
+        ValueError,
+        "NaN or inf",
+    ),
+    (
+        "array/strings-to-runner",
+        lambda c: c.estimator.runner(np.full((1, c.estimator.input_size, c.estimator.input_size, 3), "x")),
+        ValueError,
+        "dtype=<U1",
+    ),
     ("array/empty-list", lambda c: c.estimator.predict_batch([]), ValueError, "empty batch"),
-    ("array/empty-array", lambda c: c.estimator.predict_batch(np.zeros((0, 8, 8, 3), np.uint8)), ValueError, "empty batch"),
+    (
+        "array/empty-array",
+        lambda c: c.estimator.predict_batch(np.zeros((0, 8, 8, 3), np.uint8)),
+        ValueError,
+        "empty batch",
+    ),
     ("array/not-a-batch", lambda c: c.estimator.predict_batch(None), ValueError, "predict_batch takes"),
-    ("array/mixed-sizes-valid", lambda c: (c.estimator.predict_batch(_crops((9, 30, 3), (64, 64, 3), (200, 7, 3))), _crops((9, 30, 3), (64, 64, 3), (200, 7, 3))), OK, None),
-    ("array/mixed-sizes-one-bad", lambda c: c.estimator.predict_batch([*_crops((9, 30, 3), (64, 64, 3)), np.zeros((5, 5), np.uint8)]), ValueError, "crop 2"),
-    ("array/empty-gray-image", lambda c: c.estimator.predict_image(np.zeros((0, 5), np.uint8)), DataError, "Empty image"),
-    ("array/two-channel-image", lambda c: c.estimator.predict_image(np.zeros((32, 32, 2), np.uint8)), DataError, "Unsupported image shape"),
+    (
+        "array/mixed-sizes-valid",
+        lambda c: (
+            c.estimator.predict_batch(_crops((9, 30, 3), (64, 64, 3), (200, 7, 3))),
+            _crops((9, 30, 3), (64, 64, 3), (200, 7, 3)),
+        ),
+        OK,
+        None,
+    ),
+    (
+        "array/mixed-sizes-one-bad",
+        lambda c: c.estimator.predict_batch([*_crops((9, 30, 3), (64, 64, 3)), np.zeros((5, 5), np.uint8)]),
+        ValueError,
+        "crop 2",
+    ),
+    (
+        "array/empty-gray-image",
+        lambda c: c.estimator.predict_image(np.zeros((0, 5), np.uint8)),
+        DataError,
+        "Empty image",
+    ),
+    (
+        "array/two-channel-image",
+        lambda c: c.estimator.predict_image(np.zeros((32, 32, 2), np.uint8)),
+        DataError,
+        "Unsupported image shape",
+    ),
     # ---- data: loaders and the CLI
-    ("data/npz-without-keys", lambda c: load_fsanet_npz(c.npz("x.npz", images=np.zeros((2, 8, 8, 3), np.uint8))), DataError, "lacks the key(s) ['image', 'pose']"),
-    ("data/npz-mismatched-lengths", lambda c: load_fsanet_npz(c.npz("x.npz", image=np.zeros((3, 8, 8, 3), np.uint8), pose=np.zeros((2, 3)))), DataError, "'pose' must be (n, 3) with n = 3"),
-    ("data/npz-nan-labels", lambda c: load_fsanet_npz(c.faces_npz("x.npz", [[1, 2, 3], [0, np.nan, 0]])), DataError, "NaN or inf in 1 row(s), the first at index 1"),
-    ("data/npz-inf-labels-cli", lambda c: ["evaluate", c.int8, "--data", c.faces_npz("x.npz", [[np.inf, 0, 0]])], 2, "NaN or inf"),
-    ("data/out-of-range-labels-dropped", lambda c: workflow.load_filtered([c.faces_npz("x.npz", [[1, 2, 3], [500, 0, 0], [0, -120, 0]])]), OK, lambda r: len(r[0]) == 1 and r[1] == {"kept": 1, "dropped": 2}),
-    ("data/only-out-of-range-labels", lambda c: workflow.load_filtered([c.faces_npz("x.npz", [[500, 0, 0], [0, 0, -181]])]), DataError, "No face left after the |angle| <= 99.0 filter"),
+    (
+        "data/npz-without-keys",
+        lambda c: load_fsanet_npz(c.npz("x.npz", images=np.zeros((2, 8, 8, 3), np.uint8))),
+        DataError,
+        "lacks the key(s) ['image', 'pose']",
+    ),
+    (
+        "data/npz-mismatched-lengths",
+        lambda c: load_fsanet_npz(c.npz("x.npz", image=np.zeros((3, 8, 8, 3), np.uint8), pose=np.zeros((2, 3)))),
+        DataError,
+        "'pose' must be (n, 3) with n = 3",
+    ),
+    (
+        "data/npz-nan-labels",
+        lambda c: load_fsanet_npz(c.faces_npz("x.npz", [[1, 2, 3], [0, np.nan, 0]])),
+        DataError,
+        "NaN or inf in 1 row(s), the first at index 1",
+    ),
+    (
+        "data/npz-inf-labels-cli",
+        lambda c: ["evaluate", c.int8, "--data", c.faces_npz("x.npz", [[np.inf, 0, 0]])],
+        2,
+        "NaN or inf",
+    ),
+    (
+        "data/out-of-range-labels-dropped",
+        lambda c: workflow.load_filtered([c.faces_npz("x.npz", [[1, 2, 3], [500, 0, 0], [0, -120, 0]])]),
+        OK,
+        lambda r: len(r[0]) == 1 and r[1] == {"kept": 1, "dropped": 2},
+    ),
+    (
+        "data/only-out-of-range-labels",
+        lambda c: workflow.load_filtered([c.faces_npz("x.npz", [[500, 0, 0], [0, 0, -181]])]),
+        DataError,
+        "No face left after the |angle| <= 99.0 filter",
+    ),
     ("data/npz-corrupt", lambda c: load_fsanet_npz(c.file("x.npz", os.urandom(300))), DataError, "Cannot read npz"),
-    ("data/npz-wrong-image-dtype", lambda c: load_fsanet_npz(c.npz("x.npz", image=np.zeros((1, 8, 8, 3), np.float32), pose=np.zeros((1, 3)))), DataError, "'image' must be uint8"),
-    ("data/mat-without-pose-para", lambda c: load_mat_folder(c.mat_pair("face", pt2d=np.array([[10.0, 50, 30], [10, 20, 60]])).parent), DataError, "has no 'Pose_Para' entry"),
+    (
+        "data/npz-wrong-image-dtype",
+        lambda c: load_fsanet_npz(c.npz("x.npz", image=np.zeros((1, 8, 8, 3), np.float32), pose=np.zeros((1, 3)))),
+        DataError,
+        "'image' must be uint8",
+    ),
+    (
+        "data/mat-without-pose-para",
+        lambda c: load_mat_folder(c.mat_pair("face", pt2d=np.array([[10.0, 50, 30], [10, 20, 60]])).parent),
+        DataError,
+        "has no 'Pose_Para' entry",
+    ),
     ("data/empty-folder", lambda c: load_faces(c.folder("empty")), DataError, "No image with a .mat label"),
-    ("data/images-without-labels", lambda c: load_faces(c.image("imgs/a.jpg", SAMPLE).parent), DataError, "No image with a .mat label"),
-    ("data/not-a-dataset-file", lambda c: load_faces(c.file("labels.csv", "a,b\n")), DataError, "Expected an FSA-Net .npz file"),
-    ("data/biwi-frame-without-pose", lambda c: load_faces(c.image("biwi/01/frame_00003_rgb.png", SAMPLE[:48, :64]).parents[1]), DataError, "neither a _pose.txt nor a label"),
-    ("data/biwi-bad-pose-txt", lambda c: biwi.read_biwi_pose_txt(c.file("frame_00001_pose.txt", "1 0 0\n0 1 0\n")), DataError, "expected 9 rotation values"),
-    ("data/crop-empty-folder-cli", lambda c: ["data", "crop", c.folder("empty"), "--out", c.gone("faces.npz")], 2, "No image with a .mat label"),
+    (
+        "data/images-without-labels",
+        lambda c: load_faces(c.image("imgs/a.jpg", SAMPLE).parent),
+        DataError,
+        "No image with a .mat label",
+    ),
+    (
+        "data/not-a-dataset-file",
+        lambda c: load_faces(c.file("labels.csv", "a,b\n")),
+        DataError,
+        "Expected an FSA-Net .npz file",
+    ),
+    (
+        "data/biwi-frame-without-pose",
+        lambda c: load_faces(c.image("biwi/01/frame_00003_rgb.png", SAMPLE[:48, :64]).parents[1]),
+        DataError,
+        "neither a _pose.txt nor a label",
+    ),
+    (
+        "data/biwi-bad-pose-txt",
+        lambda c: biwi.read_biwi_pose_txt(c.file("frame_00001_pose.txt", "1 0 0\n0 1 0\n")),
+        DataError,
+        "expected 9 rotation values",
+    ),
+    (
+        "data/crop-empty-folder-cli",
+        lambda c: ["data", "crop", c.folder("empty"), "--out", c.gone("faces.npz")],
+        2,
+        "No image with a .mat label",
+    ),
     ("data/missing-data-cli", lambda c: ["evaluate", c.int8, "--data", c.tmp / "nowhere"], 2, "No such file or folder"),
     # ---- models
     ("model/missing", lambda c: HeadPoseEstimator(c.tmp / "missing.tflite"), ModelError, "Model file not found"),
     ("model/folder", lambda c: TFLiteRunner(c.folder("m.tflite")), ModelError, "Model file not found"),
     ("model/zero-bytes", lambda c: TFLiteRunner(c.file("m.tflite")), ModelError, "file too small"),
-    ("model/corrupt", lambda c: HeadPoseEstimator(c.file("m.tflite", os.urandom(5000))), ModelError, "Not a valid TFLite model"),
-    ("model/truncated", lambda c: HeadPoseEstimator(c.file("m.tflite", c.int8.read_bytes()[: c.int8.stat().st_size // 2])), ModelError, "Not a valid TFLite model"),
-    ("model/truncated-cli", lambda c: ["predict", SAMPLE_IMAGE, "--model", c.file("m.tflite", c.int8.read_bytes()[:-1000])], 2, "Not a valid TFLite model"),
+    (
+        "model/corrupt",
+        lambda c: HeadPoseEstimator(c.file("m.tflite", os.urandom(5000))),
+        ModelError,
+        "Not a valid TFLite model",
+    ),
+    (
+        "model/truncated",
+        lambda c: HeadPoseEstimator(c.file("m.tflite", c.int8.read_bytes()[: c.int8.stat().st_size // 2])),
+        ModelError,
+        "Not a valid TFLite model",
+    ),
+    (
+        "model/truncated-cli",
+        lambda c: ["predict", SAMPLE_IMAGE, "--model", c.file("m.tflite", c.int8.read_bytes()[:-1000])],
+        2,
+        "Not a valid TFLite model",
+    ),
     ("model/not-head-pose", lambda c: HeadPoseEstimator(DETECTOR_MODEL), ModelError, "Not a head-pose model"),
-    ("model/json-other-input-size", lambda c: HeadPoseEstimator(c.model_with_json("m", {"input_size": c.estimator.input_size + 32})), ModelError, "input_size is"),
-    ("model/json-other-input-dtype", lambda c: TFLiteRunner(c.model_with_json("m", {"input_dtype": "float32", "input_size": c.estimator.input_size})), ModelError, "the JSON says 'float32'"),
-    ("model/json-other-size-cli", lambda c: ["predict", SAMPLE_IMAGE, "--model", c.model_with_json("m", {"input_size": 1})], 2, "does not match m.json"),
-    ("model/json-unreadable", lambda c: HeadPoseEstimator(c.model_with_json("m", None, raw="{not json")), ModelError, "Unreadable model metadata"),
-    ("model/json-not-an-object", lambda c: HeadPoseEstimator(c.model_with_json("m", [1, 2])), ModelError, "expected a JSON object"),
-    ("model/json-unreadable-benchmark-cli", lambda c: ["benchmark", "--model", c.model_with_json("m", None, raw="\xff[")], 2, "Unreadable model metadata"),
-    ("model/json-matching-is-fine", lambda c: HeadPoseEstimator(c.model_with_json("m", {"input_size": c.estimator.input_size, "input_dtype": "int8", "variant": "int8"})), OK, lambda e: e.input_size > 0),
-    ("model/float-where-int8-required", lambda c: HeadPoseEstimator(c.float32, require_int8=True), ModelError, "is not a full-int8 model (input float32"),
-    ("model/float-expect-int8-cli", lambda c: ["evaluate", c.float32, "--expect-int8", "--data", c.folder("never-read")], 2, "is not a full-int8 model"),
-    ("model/float-frame-benchmark-cli", lambda c: ["benchmark", "--model", c.float32, "--frame"], 2, "--frame needs an int8 .tflite"),
-    ("model/float-without-requirement", lambda c: HeadPoseEstimator(c.float32).predict(SAMPLE), OK, lambda pose: np.all(np.isfinite(pose))),
-    ("model/int8-required-and-given", lambda c: HeadPoseEstimator(c.int8, require_int8=True).predict(SAMPLE), OK, lambda pose: np.all(np.isfinite(pose))),
-    ("model/missing-evaluate-api", lambda c: workflow.evaluate_model(c.tmp / "gone.tflite", load_fsanet_npz(c.faces_npz("x.npz", [[1, 2, 3]]))), ModelError, "Model file not found"),
-    ("model/export-invalid-payload", lambda c: _save_tflite(b"\0" * 4096, c.gone("hp_int8.tflite")), ModelError, "Not a valid TFLite model"),
-    ("model/benchmark-not-a-model", lambda c: _benchmark().model_spec(c.file("m.txt", "x")), ValueError, "Expected a .tflite or .onnx file"),
-    ("model/missing-evaluate-cli", lambda c: ["evaluate", c.tmp / "gone.tflite", "--data", c.faces_npz("x.npz", [[1, 2, 3]])], 2, "Model file not found"),
+    (
+        "model/json-other-input-size",
+        lambda c: HeadPoseEstimator(c.model_with_json("m", {"input_size": c.estimator.input_size + 32})),
+        ModelError,
+        "input_size is",
+    ),
+    (
+        "model/json-other-input-dtype",
+        lambda c: TFLiteRunner(
+            c.model_with_json("m", {"input_dtype": "float32", "input_size": c.estimator.input_size})
+        ),
+        ModelError,
+        "the JSON says 'float32'",
+    ),
+    (
+        "model/json-other-size-cli",
+        lambda c: ["predict", SAMPLE_IMAGE, "--model", c.model_with_json("m", {"input_size": 1})],
+        2,
+        "does not match m.json",
+    ),
+    (
+        "model/json-unreadable",
+        lambda c: HeadPoseEstimator(c.model_with_json("m", None, raw="{not json")),
+        ModelError,
+        "Unreadable model metadata",
+    ),
+    (
+        "model/json-not-an-object",
+        lambda c: HeadPoseEstimator(c.model_with_json("m", [1, 2])),
+        ModelError,
+        "expected a JSON object",
+    ),
+    (
+        "model/json-unreadable-benchmark-cli",
+        lambda c: ["benchmark", "--model", c.model_with_json("m", None, raw="\xff[")],
+        2,
+        "Unreadable model metadata",
+    ),
+    (
+        "model/json-matching-is-fine",
+        lambda c: HeadPoseEstimator(
+            c.model_with_json("m", {"input_size": c.estimator.input_size, "input_dtype": "int8", "variant": "int8"})
+        ),
+        OK,
+        lambda e: e.input_size > 0,
+    ),
+    (
+        "model/float-where-int8-required",
+        lambda c: HeadPoseEstimator(c.float32, require_int8=True),
+        ModelError,
+        "is not a full-int8 model (input float32",
+    ),
+    (
+        "model/float-expect-int8-cli",
+        lambda c: ["evaluate", c.float32, "--expect-int8", "--data", c.folder("never-read")],
+        2,
+        "is not a full-int8 model",
+    ),
+    (
+        "model/float-frame-benchmark-cli",
+        lambda c: ["benchmark", "--model", c.float32, "--frame"],
+        2,
+        "--frame needs an int8 .tflite",
+    ),
+    (
+        "model/float-without-requirement",
+        lambda c: HeadPoseEstimator(c.float32).predict(SAMPLE),
+        OK,
+        lambda pose: np.all(np.isfinite(pose)),
+    ),
+    (
+        "model/int8-required-and-given",
+        lambda c: HeadPoseEstimator(c.int8, require_int8=True).predict(SAMPLE),
+        OK,
+        lambda pose: np.all(np.isfinite(pose)),
+    ),
+    (
+        "model/missing-evaluate-api",
+        lambda c: workflow.evaluate_model(c.tmp / "gone.tflite", load_fsanet_npz(c.faces_npz("x.npz", [[1, 2, 3]]))),
+        ModelError,
+        "Model file not found",
+    ),
+    (
+        "model/export-invalid-payload",
+        lambda c: _save_tflite(b"\0" * 4096, c.gone("hp_int8.tflite")),
+        ModelError,
+        "Not a valid TFLite model",
+    ),
+    (
+        "model/benchmark-not-a-model",
+        lambda c: _benchmark().model_spec(c.file("m.txt", "x")),
+        ValueError,
+        "Expected a .tflite or .onnx file",
+    ),
+    (
+        "model/missing-evaluate-cli",
+        lambda c: ["evaluate", c.tmp / "gone.tflite", "--data", c.faces_npz("x.npz", [[1, 2, 3]])],
+        2,
+        "Model file not found",
+    ),
     ("model/missing-benchmark-cli", lambda c: ["benchmark", "--model", c.tmp / "gone.tflite"], 2, "Model not found"),
-    ("model/not-a-run-export-cli", lambda c: ["export", c.folder("notrun"), "--out", c.gone("exported")], 2, "Not a training run folder"),
+    (
+        "model/not-a-run-export-cli",
+        lambda c: ["export", c.folder("notrun"), "--out", c.gone("exported")],
+        2,
+        "Not a training run folder",
+    ),
     # ---- CLI: command line, outputs
     ("cli/unknown-subcommand", lambda c: ["frobnicate"], 2, "invalid choice: 'frobnicate'"),
     ("cli/no-subcommand", lambda c: [], 2, "required"),
-    ("cli/threads-0", lambda c: ["evaluate", c.int8, "--data", c.tmp, "--threads", "0"], 2, "expected a positive integer, got 0"),
+    (
+        "cli/threads-0",
+        lambda c: ["evaluate", c.int8, "--data", c.tmp, "--threads", "0"],
+        2,
+        "expected a positive integer, got 0",
+    ),
     ("cli/threads-minus-1", lambda c: ["predict", "--threads", "-1"], 2, "expected a positive integer, got -1"),
     ("cli/threads-list-0", lambda c: ["benchmark", "--threads", "0"], 2, "comma list of positive integers"),
-    ("cli/batch-abc", lambda c: ["train", "--out", c.gone("run"), "--batch", "abc"], 2, "expected a positive integer, got 'abc'"),
-    ("cli/min-score-over-1", lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--min-score", "1.5"], 2, "--min-score must be in (0, 1)"),
-    ("cli/bad-variant", lambda c: ["export", c.run_folder("run"), "--out", c.gone("exported"), "--variants", "int4"], 2, "--variants takes"),
-    ("cli/json-and-csv-to-stdout", lambda c: ["predict", "--json", "-", "--csv", "-"], 2, "cannot both write to stdout"),
-    ("cli/output-under-a-file", lambda c: ["evaluate", c.int8, "--data", c.tmp / "never-read", "--json", c.file("plain.txt", "x") / "m.json"], 2, "plain.txt is not a folder"),
-    ("cli/output-folder-under-a-file", lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--output", c.file("plain.txt", "x") / "drawn"], 2, "plain.txt is not a folder"),
-    ("cli/output-in-proc", lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--csv", _unwritable_under_proc()], 2, "does not accept new files"),
-    ("cli/existing-json-evaluate", lambda c: ["evaluate", c.int8, "--data", c.tmp / "never-read", "--json", c.keep("m.json")], 2, "already exists; pass --force"),
-    ("cli/existing-csv-predict", lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--csv", c.keep("r.csv")], 2, "already exists; pass --force"),
-    ("cli/existing-image-predict", lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--output", c.keep("drawn.jpg")], 2, "already exists; pass --force"),
-    ("cli/existing-npz-crop", lambda c: ["data", "crop", c.folder("src"), "--out", c.keep("faces.npz")], 2, "already exists; pass --force"),
-    ("cli/existing-json-benchmark", lambda c: ["benchmark", "--model", c.int8, "--json", c.keep("bench.json")], 2, "already exists; pass --force"),
-    ("cli/existing-model-json-export", lambda c: _export_over(c, c.keep("m/hp_float32.json")), 2, "hp_float32.json already exists"),
-    ("cli/output-is-a-folder", lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--json", c.folder("report.json")], 2, "is a folder"),
+    (
+        "cli/batch-abc",
+        lambda c: ["train", "--out", c.gone("run"), "--batch", "abc"],
+        2,
+        "expected a positive integer, got 'abc'",
+    ),
+    (
+        "cli/min-score-over-1",
+        lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--min-score", "1.5"],
+        2,
+        "--min-score must be in (0, 1)",
+    ),
+    (
+        "cli/bad-variant",
+        lambda c: ["export", c.run_folder("run"), "--out", c.gone("exported"), "--variants", "int4"],
+        2,
+        "--variants takes",
+    ),
+    (
+        "cli/json-and-csv-to-stdout",
+        lambda c: ["predict", "--json", "-", "--csv", "-"],
+        2,
+        "cannot both write to stdout",
+    ),
+    (
+        "cli/output-under-a-file",
+        lambda c: ["evaluate", c.int8, "--data", c.tmp / "never-read", "--json", c.file("plain.txt", "x") / "m.json"],
+        2,
+        "plain.txt is not a folder",
+    ),
+    (
+        "cli/output-folder-under-a-file",
+        lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--output", c.file("plain.txt", "x") / "drawn"],
+        2,
+        "plain.txt is not a folder",
+    ),
+    (
+        "cli/output-in-proc",
+        lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--csv", _unwritable_under_proc()],
+        2,
+        "does not accept new files",
+    ),
+    (
+        "cli/existing-json-evaluate",
+        lambda c: ["evaluate", c.int8, "--data", c.tmp / "never-read", "--json", c.keep("m.json")],
+        2,
+        "already exists; pass --force",
+    ),
+    (
+        "cli/existing-csv-predict",
+        lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--csv", c.keep("r.csv")],
+        2,
+        "already exists; pass --force",
+    ),
+    (
+        "cli/existing-image-predict",
+        lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--output", c.keep("drawn.jpg")],
+        2,
+        "already exists; pass --force",
+    ),
+    (
+        "cli/existing-npz-crop",
+        lambda c: ["data", "crop", c.folder("src"), "--out", c.keep("faces.npz")],
+        2,
+        "already exists; pass --force",
+    ),
+    (
+        "cli/existing-json-benchmark",
+        lambda c: ["benchmark", "--model", c.int8, "--json", c.keep("bench.json")],
+        2,
+        "already exists; pass --force",
+    ),
+    (
+        "cli/existing-model-json-export",
+        lambda c: _export_over(c, c.keep("m/hp_float32.json")),
+        2,
+        "hp_float32.json already exists",
+    ),
+    (
+        "cli/output-is-a-folder",
+        lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--json", c.folder("report.json")],
+        2,
+        "is a folder",
+    ),
     # ---- video and webcam
-    ("video/not-a-video", lambda c: ["predict", c.file("clip.mp4", "not a video\n" * 100), "--model", c.int8], 2, "Cannot open video"),
-    ("video/not-a-video-api", lambda c: open_video(c.file("clip.avi", os.urandom(4000))), DataError, "Cannot open video"),
-    ("video/zero-frames", lambda c: ["predict", _video(c, "empty.avi", 0), "--model", c.int8, "--output", c.gone("drawn.mp4")], 2, "No frame could be read"),
+    (
+        "video/not-a-video",
+        lambda c: ["predict", c.file("clip.mp4", "not a video\n" * 100), "--model", c.int8],
+        2,
+        "Cannot open video",
+    ),
+    (
+        "video/not-a-video-api",
+        lambda c: open_video(c.file("clip.avi", os.urandom(4000))),
+        DataError,
+        "Cannot open video",
+    ),
+    (
+        "video/zero-frames",
+        lambda c: ["predict", _video(c, "empty.avi", 0), "--model", c.int8, "--output", c.gone("drawn.mp4")],
+        2,
+        "No frame could be read",
+    ),
     ("video/zero-bytes", lambda c: open_video(c.file("clip.mp4")), DataError, "Empty file"),
     ("video/webcam-absent", lambda c: ["predict", "--cam", "97", "--model", c.int8], 2, "Cannot open camera 97"),
-    ("video/webcam-negative-cli", lambda c: ["predict", "--cam", "-1", "--model", c.int8], 2, "expected a camera index"),
+    (
+        "video/webcam-negative-cli",
+        lambda c: ["predict", "--cam", "-1", "--model", c.int8],
+        2,
+        "expected a camera index",
+    ),
     ("video/webcam-negative-api", lambda c: open_camera(-1), DataError, "camera indexes are 0, 1"),
     ("video/webcam-negative-config", lambda c: PredictConfig(camera=-3), ValueError, "camera must be an index"),
 ]
@@ -405,7 +849,9 @@ def test_console_path_has_no_traceback(argv, fragment, tmp_path, models):
     argv = [a.format(truncated=truncated, model=models["int8"]) for a in argv]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("QA_HEADPOSE_TRACEBACK", None)
-    result = subprocess.run([sys.executable, "-m", "qa_headpose.cli", *argv], capture_output=True, text=True, env=env, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "qa_headpose.cli", *argv], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.stderr, result.stderr
@@ -433,7 +879,17 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
-_MAGIC = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xc0", b"BM", b"GIF89a", b"RIFF\0\0\0\0WEBPVP8 ", b"II*\0", b"P6\n"]
+_MAGIC = [
+    b"",
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff\xe0",
+    b"\xff\xd8\xff\xc0",
+    b"BM",
+    b"GIF89a",
+    b"RIFF\0\0\0\0WEBPVP8 ",
+    b"II*\0",
+    b"P6\n",
+]
 
 
 @st.composite
@@ -444,7 +900,9 @@ def hostile_bytes(draw) -> bytes:
         return draw(st.binary(min_size=0, max_size=2000))
     if kind == "magic":
         return draw(st.sampled_from(_MAGIC)) + draw(st.binary(min_size=0, max_size=400))
-    data = bytearray(draw(st.sampled_from([SAMPLE_PNG, SAMPLE_JPEG[:6000] + SAMPLE_JPEG[-2:], _encode(".bmp", SAMPLE[:16, :16])])))
+    data = bytearray(
+        draw(st.sampled_from([SAMPLE_PNG, SAMPLE_JPEG[:6000] + SAMPLE_JPEG[-2:], _encode(".bmp", SAMPLE[:16, :16])]))
+    )
     for _ in range(draw(st.integers(0, 8))):
         data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
     return bytes(data[: draw(st.integers(0, len(data)))])
@@ -480,7 +938,9 @@ def test_fuzz_predict_path_reports_one_line(payload, suffix, estimator):
             assert all(np.isfinite([r["yaw"], r["pitch"], r["roll"]]).all() for r in summary.rows)
 
 
-_DTYPES = st.sampled_from([np.uint8, np.int8, np.uint16, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_, np.complex64])
+_DTYPES = st.sampled_from(
+    [np.uint8, np.int8, np.uint16, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_, np.complex64]
+)
 _ARRAYS = st.one_of(
     hnp.arrays(dtype=_DTYPES, shape=hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=24)),
     # near misses of a valid crop or batch: uint8 (H, W, 3) / (n, H, W, 3), sides from 0

@@ -9,7 +9,9 @@ def test_landmark_box_skips_invisible_points():
     np.testing.assert_allclose(preprocess.landmark_box(pts), [10, 20, 50, 60])
 
 
-@pytest.mark.parametrize("pts", [np.zeros((3, 4)), np.array([[1.0, -1.0], [1.0, 2.0]]), np.array([[5.0, 5.0], [1.0, 9.0]])])
+@pytest.mark.parametrize(
+    "pts", [np.zeros((3, 4)), np.array([[1.0, -1.0], [1.0, 2.0]]), np.array([[5.0, 5.0], [1.0, 9.0]])]
+)
 def test_landmark_box_rejects_bad_points(pts):
     with pytest.raises(ValueError):
         preprocess.landmark_box(pts)
@@ -41,7 +43,13 @@ def test_to_model_input_dtype_shape_range():
 
 @pytest.mark.parametrize(
     "bad",
-    [[], [np.zeros((10, 10), np.uint8)], [np.zeros((10, 10, 3), np.float32)], [np.zeros((10, 10, 4), np.uint8)], [np.zeros((0, 10, 3), np.uint8)]],
+    [
+        [],
+        [np.zeros((10, 10), np.uint8)],
+        [np.zeros((10, 10, 3), np.float32)],
+        [np.zeros((10, 10, 4), np.uint8)],
+        [np.zeros((0, 10, 3), np.uint8)],
+    ],
 )
 def test_to_model_input_rejects(bad):
     with pytest.raises(ValueError):

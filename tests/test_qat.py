@@ -25,7 +25,9 @@ def test_pose_output_range_is_fixed_in_degrees(tiny_model_config):
     from qa_headpose.model import build_model
 
     model = qat.make_qat_model(build_model(tiny_model_config))
-    quantizer = model.get_layer("quant_pose").quantize_config.get_activations_and_quantizers(model.get_layer("quant_pose").layer)
+    quantizer = model.get_layer("quant_pose").quantize_config.get_activations_and_quantizers(
+        model.get_layer("quant_pose").layer
+    )
     assert quantizer and qat.OUTPUT_MIN_DEG == -100.0 and abs(qat.OUTPUT_MAX_DEG - 99.21875) < 1e-9
     # A large pre-activation is clipped to the fixed range, not to tfmot's default +-6.
     big = model.get_layer("quant_pose")

@@ -25,7 +25,14 @@ def test_quantize_round_trip(tiny_int8_tflite):
     assert q.dtype == np.int8 and q.tolist() == [-128, -127, -1, 0, 127]
 
 
-@pytest.mark.parametrize("bad", [np.zeros((1, 31, 32, 3), np.float32), np.zeros((0, 32, 32, 3), np.float32), np.full((1, 32, 32, 3), np.nan, np.float32)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((1, 31, 32, 3), np.float32),
+        np.zeros((0, 32, 32, 3), np.float32),
+        np.full((1, 32, 32, 3), np.nan, np.float32),
+    ],
+)
 def test_runner_rejects_bad_input(tiny_int8_tflite, bad):
     with pytest.raises(ValueError):
         TFLiteRunner(tiny_int8_tflite)(bad)
@@ -46,7 +53,9 @@ def test_bad_model_files(tmp_path, tiny_int8_tflite):
 
 def test_tf_lite_fallback_gives_same_numbers(tiny_int8_tflite, tiny_images):
     x = tiny_images.astype(np.float32)
-    np.testing.assert_allclose(TFLiteRunner(tiny_int8_tflite, prefer="tf")(x), TFLiteRunner(tiny_int8_tflite)(x), atol=1e-6)
+    np.testing.assert_allclose(
+        TFLiteRunner(tiny_int8_tflite, prefer="tf")(x), TFLiteRunner(tiny_int8_tflite)(x), atol=1e-6
+    )
 
 
 def test_runtime_does_not_import_tensorflow(tiny_int8_tflite):

@@ -29,7 +29,9 @@ def test_model_card_matches_the_files():
     assert shipped["count"] > 200
     assert (MODELS_DIR / "MODEL_CARD.md").read_text().count(f"{shipped['mean']:.2f}") >= 1
     meta = json.loads((MODELS_DIR / "headpose_int8.json").read_text())
-    assert meta["input_size"] == json.loads((MODELS_DIR / "headpose_train_config.json").read_text())["model"]["input_size"]
+    assert (
+        meta["input_size"] == json.loads((MODELS_DIR / "headpose_train_config.json").read_text())["model"]["input_size"]
+    )
 
 
 def test_shipped_model_scores_the_val_split_as_its_card_says(aflw_dir):

@@ -13,6 +13,11 @@ declare -A ARGS=(
   [scratch64_a1]="--input-size 64 --alpha 1.0 --epochs 60 --learning-rate 2e-3 --qat-epochs 10"
   [scratch64_a05]="--input-size 64 --alpha 0.5 --epochs 60 --learning-rate 2e-3 --qat-epochs 10"
   [scratch64_a075]="--input-size 64 --alpha 0.75 --epochs 60 --learning-rate 2e-3 --qat-epochs 10"
+  [tv64_a1_e30]="--backbone-weights torchvision --input-size 64 --alpha 1.0 --epochs 30 --learning-rate 1e-3 --qat-epochs 5 --qat-learning-rate 5e-5"
+  [tv64_a1_noaug_e30]="--backbone-weights torchvision --input-size 64 --alpha 1.0 --epochs 30 --learning-rate 1e-3 --qat-epochs 5 --qat-learning-rate 5e-5 --no-augment"
+  [scratch64_a1_e30]="--input-size 64 --alpha 1.0 --epochs 30 --learning-rate 2e-3 --qat-epochs 5 --qat-learning-rate 5e-5"
+  [scratch64_a05_e30]="--input-size 64 --alpha 0.5 --epochs 30 --learning-rate 2e-3 --qat-epochs 5 --qat-learning-rate 5e-5"
+  [scratch64_a075_e30]="--input-size 64 --alpha 0.75 --epochs 30 --learning-rate 2e-3 --qat-epochs 5 --qat-learning-rate 5e-5"
   [tv96_a1_long]="--backbone-weights torchvision --input-size 96 --alpha 1.0 --epochs 120 --learning-rate 1e-3 --qat-epochs 10"
 )
 for name in "$@"; do

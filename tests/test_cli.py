@@ -1,0 +1,105 @@
+"""The qa-headpose train/export/evaluate commands end to end on real AFLW2000 files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from qa_headpose.cli import main
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, aflw_small):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    argv = ["train", "--preset", "tiny", "--data", str(aflw_small), "--split", "hash", "--out", str(out)]
+    assert main([*argv, "--epochs", "2", "--qat-epochs", "1", "--batch-size", "8", "--quiet"]) == 0
+    return out
+
+
+def test_train_writes_run_folder(cli_run):
+    config = json.loads((cli_run / "config.json").read_text())
+    assert config["model"]["input_size"] == 32 and config["train"]["epochs"] == 2
+    assert config["data"]["train_faces"] + config["data"]["val_faces"] <= 24
+    summary = json.loads((cli_run / "summary.json").read_text())
+    assert summary["float"]["val"]["count"] == config["data"]["val_faces"]
+    for phase in ("float", "qat"):
+        assert (cli_run / phase / "best.weights.h5").stat().st_size > 0
+        rows = (cli_run / phase / "log.csv").read_text().strip().splitlines()
+        assert rows[0].startswith("epoch") and "val_yaw_mae" in rows[0]
+    assert len((cli_run / "float" / "log.csv").read_text().strip().splitlines()) == 3
+
+
+def test_train_refuses_existing_run_without_resume(cli_run, aflw_small, capsys):
+    code = main(["train", "--preset", "tiny", "--data", str(aflw_small), "--out", str(cli_run)])
+    assert code == 2 and "--resume" in capsys.readouterr().err
+
+
+def test_resume_of_finished_run_trains_nothing_more(cli_run, aflw_small):
+    before = (cli_run / "float" / "log.csv").read_text()
+    argv = ["train", "--preset", "tiny", "--data", str(aflw_small), "--split", "hash", "--out", str(cli_run)]
+    assert main([*argv, "--epochs", "2", "--qat-epochs", "1", "--batch-size", "8", "--quiet", "--resume"]) == 0
+    assert (cli_run / "float" / "log.csv").read_text() == before
+
+
+def test_export_and_evaluate(cli_run, aflw_small, tmp_path, capsys):
+    models = tmp_path / "models"
+    assert main(["export", str(cli_run), "--out", str(models), "--variants", "int8,float32"]) == 0
+    printed = capsys.readouterr().out
+    assert "fully int8: True" in printed
+    int8 = models / "headpose_int8.tflite"
+    assert int8.stat().st_size > 0 and (models / "headpose_float32.json").is_file()
+    # A second export into the same files is refused without --force.
+    assert main(["export", str(cli_run), "--out", str(models), "--variants", "float32"]) == 2
+    assert main(["export", str(cli_run), "--out", str(models), "--variants", "float32", "--force"]) == 0
+
+    report, plot = tmp_path / "eval.json", tmp_path / "eval.png"
+    assert main(["evaluate", str(int8), "--data", str(aflw_small), "--json", str(report), "--plot", str(plot)]) == 0
+    metrics = json.loads(report.read_text())
+    from qa_headpose import workflow
+
+    faces, counts = workflow.load_filtered([aflw_small])
+    expected, _ = workflow.evaluate_model(int8, faces)
+    assert metrics["count"] == expected["count"] == len(faces)
+    assert metrics["dropped"] == counts["dropped"]
+    for key in ("yaw", "pitch", "roll", "mean"):
+        assert metrics[key] == pytest.approx(expected[key])
+    assert f"mean {expected['mean']:.2f}" in capsys.readouterr().out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The Keras QAT model of the run folder scores the same faces.
+    assert main(["evaluate", str(cli_run), "--phase", "qat", "--data", str(aflw_small)]) == 0
+
+
+def test_data_crop_writes_fsanet_npz(aflw_small, tmp_path):
+    out = tmp_path / "aflw.npz"
+    assert main(["data", "crop", str(aflw_small), "--out", str(out), "--size", "48"]) == 0
+    with np.load(out) as npz:
+        assert npz["image"].shape[1:] == (48, 48, 3) and len(npz["pose"]) == len(npz["image"]) > 0
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["nonsense"], "invalid choice"),
+        (["evaluate", "x.tflite", "--data", "d", "--threads", "0"], "positive integer"),
+        (["evaluate", "x.tflite", "--data", "d", "--threads", "-1"], "positive integer"),
+        (["train", "--out", "/tmp/x", "--batch-size", "abc"], "positive integer"),
+        (["evaluate", "/nonexistent/model.tflite", "--data", "/nonexistent/data"], "No such file or folder"),
+        (["data", "crop", "/nonexistent", "--out", "x.txt"], "must end in .npz"),
+    ],
+)
+def test_bad_command_lines_exit_2_with_one_message(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+
+
+def test_console_script_and_shim_run_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "qa_headpose.cli", "evaluate", str(tmp_path / "m.tflite"), "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error:" in result.stderr
