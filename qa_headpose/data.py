@@ -23,7 +23,7 @@ import numpy as np
 
 from qa_headpose import angles
 from qa_headpose.config import CROP_MARGIN, write_bytes_atomic
-from qa_headpose.preprocess import crop_face, enlarge_box, landmark_box
+from qa_headpose.preprocess import clipped_pixel_box, crop_face, landmark_box
 
 logger = logging.getLogger(__name__)
 
@@ -277,12 +277,10 @@ def read_mat_label(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 def loose_crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cuts the loose crop around a face box; returns (crop, box in crop pixels)."""
-    h, w = image.shape[:2]
-    x0, y0, x1, y1 = enlarge_box(box, LOOSE_MARGIN)
-    x0, y0 = int(max(np.floor(x0), 0)), int(max(np.floor(y0), 0))
-    x1, y1 = int(min(np.ceil(x1), w)), int(min(np.ceil(y1), h))
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        raise DataError(f"Face box {list(box)} lies outside the {w}x{h} image")
+    try:
+        x0, y0, x1, y1 = clipped_pixel_box(box, LOOSE_MARGIN, image.shape)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     crop = image[y0:y1, x0:x1]
     new_box = np.asarray(box, np.float32) - np.array([x0, y0, x0, y0], np.float32)
     scale = LOOSE_MAX_SIDE / max(crop.shape[:2])

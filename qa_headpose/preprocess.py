@@ -62,13 +62,23 @@ def crop_face(image: np.ndarray, box: np.ndarray, size: int, margin: float = CRO
     Raises:
         ValueError: if the enlarged box does not overlap the image.
     """
-    h, w = image.shape[:2]
+    x0, y0, x1, y1 = clipped_pixel_box(box, margin, image.shape)
+    return resize_square(image[y0:y1, x0:x1], size)
+
+
+def clipped_pixel_box(box: np.ndarray, margin: float, image_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """The enlarged box in whole pixels (outward), clipped to the image: x0, y0, x1, y1.
+
+    Raises:
+        ValueError: if less than 2x2 pixels of it lie inside the image.
+    """
+    h, w = image_shape[:2]
     x0, y0, x1, y1 = enlarge_box(box, margin)
     x0, y0 = int(max(np.floor(x0), 0)), int(max(np.floor(y0), 0))
     x1, y1 = int(min(np.ceil(x1), w)), int(min(np.ceil(y1), h))
     if x1 - x0 < 2 or y1 - y0 < 2:
-        raise ValueError(f"Face box lies outside the {w}x{h} image. Received: box={list(box)}")
-    return resize_square(image[y0:y1, x0:x1], size)
+        raise ValueError(f"Face box lies outside the {w}x{h} image. Received: box={list(map(float, box))}")
+    return x0, y0, x1, y1
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
