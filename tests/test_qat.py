@@ -35,16 +35,20 @@ def test_pose_output_range_is_fixed_in_degrees(tiny_model_config):
 
 
 def test_training_lowers_the_loss(synthetic_faces, tiny_model_config, tmp_path):
+    import csv
+
     from qa_headpose.config import AugmentConfig, TrainConfig
     from qa_headpose.model import build_model
-    from qa_headpose.train import fit_phase, predict_keras
+    from qa_headpose.train import fit_phase
 
     model = build_model(tiny_model_config)
     x = synthetic_faces.crops(32).astype(np.float32)
-    before = np.abs(predict_keras(model, x) - synthetic_faces.poses).mean()
-    cfg = TrainConfig(epochs=6, batch_size=8, learning_rate=3e-3, augment=AugmentConfig.none())
+    cfg = TrainConfig(epochs=10, batch_size=8, learning_rate=3e-3, augment=AugmentConfig.none())
     fit_phase(model, synthetic_faces, x, synthetic_faces.poses, cfg, tmp_path / "run", verbose=0)
-    model.load_weights(str(tmp_path / "run" / "best.weights.h5"))
-    after = np.abs(predict_keras(model, x) - synthetic_faces.poses).mean()
-    assert after < before
-    assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 7
+    with open(tmp_path / "run" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == list(range(10))
+    losses = [float(r["loss"]) for r in rows]
+    # Training-mode MAE: the labels depend on the pixels, so ten epochs must bring it down.
+    assert np.mean(losses[-3:]) < 0.9 * losses[0], losses
+    assert (tmp_path / "run" / "best.weights.h5").stat().st_size > 0
