@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from qa_headpose import angles
+from qa_headpose.runtime import dequantize, quantize
 
 logger = logging.getLogger(__name__)
 
@@ -622,12 +623,7 @@ class _TFLiteEngine:
             self._batch = batch
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
-        # The same quantization as runtime.TFLiteRunner.quantize_input.
-        if self.input_dtype == np.float32:
-            return x.astype(np.float32, copy=False)
-        scale, zero_point = self._in_q
-        info = np.iinfo(self.input_dtype)
-        return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(self.input_dtype)
+        return quantize(x, self.input_dtype, self._in_q)
 
     def run(self, prepared: np.ndarray) -> np.ndarray:
         self.interpreter.set_tensor(self._in, prepared)
@@ -635,10 +631,7 @@ class _TFLiteEngine:
         return self.interpreter.get_tensor(self._out)
 
     def finish(self, raw: np.ndarray) -> np.ndarray:
-        if self.output_dtype == np.float32:
-            return raw.astype(np.float32).reshape(len(raw), 3)
-        scale, zero_point = self._out_q
-        return ((raw.astype(np.float32) - zero_point) * scale).reshape(len(raw), 3)
+        return dequantize(raw, self.output_dtype, self._out_q).reshape(len(raw), 3)
 
 
 class _OnnxEngine:

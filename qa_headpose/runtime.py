@@ -77,6 +77,23 @@ def _interpreter_class(prefer: str) -> Any:
     return tf.lite.Interpreter
 
 
+def quantize(x: np.ndarray, dtype: np.dtype, quantization: tuple[float, int]) -> np.ndarray:
+    """Float values -> a tensor of ``dtype`` with its (scale, zero_point); float32 passes through."""
+    if dtype == np.float32:
+        return x.astype(np.float32, copy=False)
+    scale, zero_point = quantization
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, dtype: np.dtype, quantization: tuple[float, int]) -> np.ndarray:
+    """A tensor of ``dtype`` -> float32 values with its (scale, zero_point)."""
+    if dtype == np.float32:
+        return y.astype(np.float32)
+    scale, zero_point = quantization
+    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
 class TFLiteRunner:
     """Runs a head-pose .tflite on batches of float32 BGR pixels and returns degrees.
 
@@ -151,18 +168,11 @@ class TFLiteRunner:
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float pixels -> the model's input dtype, with its (scale, zero_point)."""
-        if self.input_dtype == np.float32:
-            return x.astype(np.float32, copy=False)
-        scale, zero_point = self.input_quantization
-        info = np.iinfo(self.input_dtype)
-        return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(self.input_dtype)
+        return quantize(x, self.input_dtype, self.input_quantization)
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
         """The model's output -> float32 degrees."""
-        if self.output_dtype == np.float32:
-            return y.astype(np.float32)
-        scale, zero_point = self.output_quantization
-        return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+        return dequantize(y, self.output_dtype, self.output_quantization)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Runs the model.
