@@ -177,12 +177,12 @@ class OnnxRunner:
             float32 (batch, 3): (yaw, pitch, roll) in degrees.
 
         Raises:
-            ValueError: if ``x`` has another shape.
+            ValueError: if ``x`` has another shape, is not real-valued, or holds NaN/inf
+                (the same checks as `runtime.TFLiteRunner`).
         """
-        x = np.asarray(x, dtype=np.float32)
-        expected = (self.input_size, self.input_size, 3)
-        if x.ndim != 4 or x.shape[1:] != expected or len(x) == 0:
-            raise ValueError(f"Expected input (batch>0, {expected[0]}, {expected[1]}, 3). Received: {x.shape}")
+        from qa_headpose.runtime import check_model_input
+
+        x = check_model_input(x, self.input_size).astype(np.float32, copy=False)
         return np.asarray(self.run_raw(x), dtype=np.float32).reshape(len(x), 3)
 
 

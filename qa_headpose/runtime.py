@@ -77,6 +77,23 @@ def _interpreter_class(prefer: str) -> Any:
     return tf.lite.Interpreter
 
 
+def check_model_input(x: np.ndarray, input_size: int) -> np.ndarray:
+    """Validates a model input batch, float32 (batch>0, S, S, 3) of finite pixel values.
+
+    Raises:
+        ValueError: if ``x`` has another shape, is not real-valued, or holds NaN/inf.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"Expected float32 pixel values. Received: dtype={x.dtype}")
+    expected = (input_size, input_size, 3)
+    if x.ndim != 4 or x.shape[1:] != expected or len(x) == 0:
+        raise ValueError(f"Expected input (batch>0, {expected[0]}, {expected[1]}, 3). Received: {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("Input holds NaN or inf values.")
+    return x
+
+
 def quantize(x: np.ndarray, dtype: np.dtype, quantization: tuple[float, int]) -> np.ndarray:
     """Float values -> a tensor of ``dtype`` with its (scale, zero_point); float32 passes through."""
     if dtype == np.float32:
@@ -186,14 +203,7 @@ class TFLiteRunner:
         Raises:
             ValueError: if ``x`` has another shape, is not real-valued, or holds NaN/inf.
         """
-        x = np.asarray(x)
-        if x.dtype.kind not in "biuf":
-            raise ValueError(f"Expected float32 pixel values. Received: dtype={x.dtype}")
-        expected = (self.input_size, self.input_size, 3)
-        if x.ndim != 4 or x.shape[1:] != expected or len(x) == 0:
-            raise ValueError(f"Expected input (batch>0, {expected[0]}, {expected[1]}, 3). Received: {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("Input holds NaN or inf values.")
+        x = check_model_input(x, self.input_size)
         self._resize(len(x))
         self.interpreter.set_tensor(self._input_index, self.quantize_input(x))
         self.interpreter.invoke()
