@@ -122,6 +122,15 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scale-jitter", type=_non_negative_float)
     g.add_argument("--shift-jitter", type=_non_negative_float)
     g.add_argument("--no-photometric", action="store_true")
+    g.add_argument("--init-weights", help="float weights (.h5) of a trained head-pose model to start from")
+    g = p.add_argument_group("extra faces (train split only)")
+    g.add_argument("--extra", help="an AFLW_extra folder whose faces join the train split")
+    g.add_argument("--extra-labels", choices=("pseudo", "aflw"), help="a teacher's labels or AFLW's own (default pseudo)")
+    g.add_argument("--pseudo-labels", help="the teacher's CSV (qa-headpose data pseudo-label)")
+    g.add_argument("--labelled-repeat", type=_positive_int, help="repeat the labelled train faces N times per epoch")
+    g.add_argument("--max-mirror-deg", type=_positive_float, help="drop pseudo-labels whose mirror disagrees more")
+    g.add_argument("--max-gt-yaw-gap-deg", type=_positive_float, help="drop pseudo-labels this far from AFLW's yaw")
+    g.add_argument("--no-extra", action="store_true", help="ignore the preset's extra faces")
     p.add_argument("--quiet", action="store_true", help="no per-epoch output")
 
 
@@ -162,6 +171,7 @@ def _train_configs(args: argparse.Namespace):
         weight_decay=pick(args.weight_decay, train.weight_decay),
         seed=seed,
         augment=aug,
+        init_weights=pick(args.init_weights, train.init_weights),
     )
     qat = QATConfig(
         epochs=pick(args.qat_epochs, qat.epochs),
@@ -173,22 +183,62 @@ def _train_configs(args: argparse.Namespace):
     data = args.data or ([preset["data"]] if preset.get("data") else None)
     if not data:
         raise UsageError("--data is required (or a --preset that names its data)")
-    return model, train, qat, data
+    return model, train, qat, data, _extra_config(args, None if args.no_extra else preset.get("extra"))
+
+
+def _extra_config(args: argparse.Namespace, preset_extra):
+    """The extra-faces config from the preset and the flags; None without extra faces."""
+    import dataclasses
+
+    from qa_headpose.config import ExtraDataConfig
+
+    if args.no_extra and args.extra:
+        raise UsageError("--no-extra and --extra contradict each other")
+    flags = {
+        "path": args.extra,
+        "labels": args.extra_labels,
+        "pseudo_labels": args.pseudo_labels,
+        "labelled_repeat": args.labelled_repeat,
+        "max_mirror_deg": args.max_mirror_deg,
+        "max_gt_yaw_gap_deg": args.max_gt_yaw_gap_deg,
+    }
+    given = {k: v for k, v in flags.items() if v is not None}
+    if preset_extra is None and not args.extra:
+        if given:
+            raise UsageError(f"--{next(iter(given)).replace('_', '-')} needs --extra FOLDER")
+        return None
+    try:
+        if preset_extra is None:
+            return ExtraDataConfig(**given)
+        return dataclasses.replace(preset_extra, **given)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    model_cfg, train_cfg, qat_cfg, data = _train_configs(args)
+    model_cfg, train_cfg, qat_cfg, data, extra = _train_configs(args)
     if (args.out / "float" / "ckpt").exists() and not args.resume:
         raise UsageError(f"{args.out} already holds a training run; pass --resume to continue it or choose a new --out")
     from qa_headpose import workflow
 
     split = None if args.split == "hash" else args.split
-    prepared = workflow.prepare_data(data, args.val_data, split, None if args.no_filter else 99.0)
+    if extra is not None and extra.labels == "pseudo" and not Path(extra.pseudo_labels).is_file():
+        raise UsageError(
+            f"No pseudo-labels at {extra.pseudo_labels}; make them first: qa-headpose data pseudo-label "
+            f"{extra.path} --out {extra.pseudo_labels}"
+        )
+    prepared = workflow.prepare_data(data, args.val_data, split, None if args.no_filter else 99.0, extra)
     report = prepared.report
     print(
         f"data: {report['train_faces']} train / {report['val_faces']} val faces "
         f"(filter |angle|<=99: {json.dumps({k: v for k, v in report.items() if k in ('filter', 'train', 'val')})})"
     )
+    if "extra" in report:
+        e = report["extra"]
+        print(
+            f"extra: {e['used']} of {e['faces']} faces of {e['path']} with {e['labels']} labels "
+            f"(labelled train faces x{e['labelled_repeat']})"
+        )
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     summary = workflow.train_run(args.out, prepared, model_cfg, train_cfg, qat_cfg, args.resume, verbose, args.strategy)
     for phase in ("float", "qat"):
@@ -337,6 +387,15 @@ def _add_data(p: argparse.ArgumentParser) -> None:
     c.add_argument("--size", type=_positive_int, default=64)
     c.add_argument("--no-filter", action="store_true")
     c.add_argument("--force", action="store_true")
+    q = sub.add_parser("pseudo-label", help="a teacher's (yaw, pitch, roll) for every face of an AFLW_extra folder")
+    q.add_argument("src", type=Path, help="an AFLW_extra folder (labels.csv + crops/)")
+    q.add_argument("--out", type=Path, required=True, help="the CSV to write (restarts from <out>.partial.npz)")
+    q.add_argument("--teacher", nargs="+", help=".tflite model(s) of one input size (default: weights/teacher_v1)")
+    q.add_argument("--threads", type=_positive_int, default=2)
+    q.add_argument("--limit", type=_positive_int, help="label only the first N faces")
+    q.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("--force", action="store_true")
     d = sub.add_parser("download", help="fetch FSA-Net's preprocessed data.zip (Google Drive) and unpack it")
     d.add_argument("--out", type=Path, required=True, help="folder to create: type1/*.npz, BIWI_*.npz")
     d.add_argument("--zip", type=Path, help="an already downloaded data.zip: unpack it, fetch nothing")
@@ -356,6 +415,18 @@ def _run_data(args: argparse.Namespace) -> int:
         save_fsanet_npz(faces, args.out, args.size)
         print(
             f"wrote {args.out}: {counts['kept']} faces {args.size}x{args.size} (dropped by |angle|<=99: {counts['dropped']})"
+        )
+    elif args.data_command == "pseudo-label":
+        _check_output(args.out, args.force)
+        from qa_headpose.presets import TEACHER_MODELS
+        from qa_headpose.pseudo_label import pseudo_label_folder
+
+        teachers = args.teacher or list(TEACHER_MODELS)
+        progress = not args.quiet and (args.progress or sys.stderr.isatty())
+        summary = pseudo_label_folder(args.src, teachers, args.out, args.threads, progress=progress, limit=args.limit)
+        print(
+            f"wrote {args.out}: {summary['faces']} faces; teacher mirror disagreement {summary['mirror_mean_deg']:.2f}, "
+            f"ensemble spread {summary['spread_mean_deg']:.2f}, |yaw - AFLW gt_yaw| {summary['gt_yaw_gap_deg']:.2f} deg"
         )
     elif args.data_command == "download":
         from qa_headpose import download
@@ -574,6 +645,9 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="a head-pose .tflite (default: the shipped full-int8 model)")
     p.add_argument("--detector", default="short", help="'short' (default), 'full' (small faces) or a .tflite")
     p.add_argument("--threads", type=_positive_int, default=2, help="interpreter threads")
+    p.add_argument(
+        "--jobs", type=_positive_int, default=1, help="spread the inputs over N processes (rows stay in input order)"
+    )
     p.add_argument("--max-faces", type=_positive_int, help="at most N faces per image/frame, best detector score first")
     p.add_argument("--min-score", type=_positive_float, default=0.5, help="lowest detector confidence, in (0, 1)")
     p.add_argument("--json", metavar="FILE", help="write faces and per-input reports as JSON ('-': stdout)")
@@ -618,6 +692,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         show=args.show,
         force=args.force,
+        jobs=args.jobs,
     )
     to_stdout = "-" in (args.json, args.csv)
     info = sys.stderr if to_stdout else sys.stdout
@@ -677,12 +752,25 @@ def _run_port_imagenet(args: argparse.Namespace) -> int:
     return imagenet_cli.run(args)
 
 
+# ---------------------------------------------------------------- serve
+def _add_serve(p: argparse.ArgumentParser) -> None:
+    from qa_headpose.serve import command
+
+    command.add_arguments(p)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from qa_headpose.serve import command
+
+    return command.run(args)
+
+
 # ---------------------------------------------------------------- main
 SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("train float then QAT on real data", _add_train, _run_train),
     "export": ("export a run to full-int8, float32 and dynamic-range TFLite", _add_export, _run_export),
     "evaluate": ("per-angle MAE of a .tflite or Keras model on a dataset", _add_evaluate, _run_evaluate),
-    "data": ("dataset tools: crop cache, FSA-Net download", _add_data, _run_data),
+    "data": ("dataset tools: crop cache, pseudo-labels, FSA-Net download", _add_data, _run_data),
     "port-imagenet": (
         "port torchvision's ImageNet MobileNetV2 into a Keras backbone .h5 (offline)",
         _add_port_imagenet,
@@ -695,6 +783,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
         _run_benchmark,
     ),
     "export-onnx": ("export a run to float and int8 (QDQ) ONNX", _add_export_onnx, _run_export_onnx),
+    "serve": ("HTTP API and live webcam page (pip install -e .[serve])", _add_serve, _run_serve),
 }
 
 

@@ -80,6 +80,9 @@ class TrainConfig:
         weight_decay: decoupled weight decay (AdamW).
         seed: seed of the shuffling and augmentation.
         augment: the augmentation of the train split.
+        init_weights: float weights (.h5) of a trained head-pose model to start from
+            instead of ``ModelConfig.backbone_weights`` (any input size: the network is
+            convolutional up to the pooling).
     """
 
     epochs: int = 60
@@ -88,6 +91,38 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     augment: AugmentConfig = AugmentConfig()
+    init_weights: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtraDataConfig:
+    """Faces added to the train split only (never to val), e.g. AFLW_extra with a teacher's labels.
+
+    Fields:
+        path: the folder (an AFLW_extra layout).
+        labels: "pseudo" (the CSV ``pseudo_labels``), "aflw" (AFLW's own full angles,
+            the 8,206 faces that have them) or "aflw_yaw" (not trainable alone: no pitch/roll).
+        pseudo_labels: the pseudo-label CSV (`qa-headpose data pseudo-label`).
+        labelled_repeat: the labelled train faces are seen this many times per epoch,
+            so the true labels keep their weight beside many more pseudo-labelled faces.
+        max_mirror_deg: drop pseudo-labels whose crop and mirror disagree by more (mean, degrees).
+        max_gt_yaw_gap_deg: drop pseudo-labels further than this from AFLW's yaw.
+    """
+
+    path: str
+    labels: str = "pseudo"
+    pseudo_labels: str | None = None
+    labelled_repeat: int = 1
+    max_mirror_deg: float | None = None
+    max_gt_yaw_gap_deg: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.labels not in ("pseudo", "aflw", "aflw_yaw"):
+            raise ValueError(f"labels must be 'pseudo', 'aflw' or 'aflw_yaw'. Received: {self.labels!r}")
+        if self.labels == "pseudo" and not self.pseudo_labels:
+            raise ValueError("labels='pseudo' needs pseudo_labels (a CSV of qa-headpose data pseudo-label)")
+        if self.labelled_repeat < 1:
+            raise ValueError(f"labelled_repeat must be >= 1. Received: {self.labelled_repeat}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -373,18 +373,21 @@ def save_fsanet_npz(faces: FaceSet, path: str | os.PathLike, size: int = 64) -> 
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def load_faces(path: str | os.PathLike) -> FaceSet:
-    """Loads an FSA-Net npz file or a 300W-LP/AFLW2000 or BIWI folder, by what ``path`` is.
+def load_faces(path: str | os.PathLike, labels: str | os.PathLike = "aflw") -> FaceSet:
+    """Loads an FSA-Net npz file or a 300W-LP/AFLW2000, BIWI or AFLW_extra folder, by what ``path`` is.
 
     A BIWI folder (``hpdb/`` or ``SS/frame_XXXXX_rgb.png``) is cropped around the face
-    detector's boxes (`biwi.load_biwi_folder`).
+    detector's boxes (`biwi.load_biwi_folder`). An AFLW_extra folder (``labels.csv`` +
+    ``crops/``) takes ``labels`` (see `aflw_extra.load_aflw_extra`); angles it lacks are NaN.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"No such file or folder: {path}")
     if path.is_dir():
-        from qa_headpose import biwi  # biwi imports this module
+        from qa_headpose import aflw_extra, biwi  # biwi imports this module
 
+        if aflw_extra.is_aflw_extra_folder(path):
+            return aflw_extra.load_aflw_extra(path, labels)
         if biwi.is_biwi_folder(path):
             return biwi.load_biwi_folder(path)
         return load_mat_folder(path)

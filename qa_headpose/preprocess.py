@@ -82,10 +82,19 @@ def clipped_pixel_box(box: np.ndarray, margin: float, image_shape: tuple[int, ..
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Resizes to (size, size): area averaging when shrinking, bilinear when growing."""
+    """Resizes to (size, size) with little aliasing and little time.
+
+    Shrinking by more than 2x goes bilinear to twice the size, then 2x2 area
+    averaging: 0.1 ms for a 420-px crop to 128 on one core, against 0.45-0.67 ms for
+    ``INTER_AREA`` in one step, at the same accuracy (docs/preprocessing.md). A
+    smaller shrink uses area averaging, growing uses bilinear.
+    """
     h, w = image.shape[:2]
     if h == size and w == size:
         return image
+    if h > 2 * size and w > 2 * size:
+        image = cv2.resize(image, (2 * size, 2 * size), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     shrink = size < h and size < w
     interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     return cv2.resize(image, (size, size), interpolation=interp)

@@ -123,6 +123,11 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size)
 
 
+def warmup_steps(epochs: int, steps: int) -> int:
+    """Two epochs of warm-up for long runs; a tenth of a short run (a fine-tune of a few epochs)."""
+    return min(2, epochs) * steps if epochs >= 10 else max(1, epochs * steps // 10)
+
+
 class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to the peak rate, then cosine decay to 1% of it."""
 
@@ -223,7 +228,7 @@ def fit_phase(
     size = int(model.input_shape[1])
     steps = steps_per_epoch(len(train), cfg.batch_size)
     with strategy.scope():
-        schedule = WarmupCosine(cfg.learning_rate, min(2, cfg.epochs) * steps, cfg.epochs * steps)
+        schedule = WarmupCosine(cfg.learning_rate, warmup_steps(cfg.epochs, steps), cfg.epochs * steps)
         weight_decay = getattr(cfg, "weight_decay", 0.0)
         if weight_decay:
             optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)

@@ -18,6 +18,7 @@ import numpy as np
 from qa_headpose import angles
 from qa_headpose.config import (
     ExportConfig,
+    ExtraDataConfig,
     ModelConfig,
     QATConfig,
     TrainConfig,
@@ -70,8 +71,13 @@ def prepare_data(
     val_data: list[str | os.PathLike] | None = None,
     split: str | None = "aflw2000_val",
     limit_deg: float | None = angles.ANGLE_LIMIT_DEG,
+    extra: ExtraDataConfig | None = None,
 ) -> PreparedData:
     """Loads the training data and its val split (a separate set, or the committed/hash split).
+
+    ``extra`` faces join the train split only, after the split, with the labelled
+    train faces repeated ``extra.labelled_repeat`` times; faces without all three
+    labels (NaN) are dropped by the protocol filter and counted.
 
     Raises:
         DataError: if a path cannot be read or a split ends up empty.
@@ -85,10 +91,38 @@ def prepare_data(
         report = {"filter": counts, "split": split or "sha1 hash of file name, 15% val"}
     if len(train) == 0 or len(val) == 0:
         raise DataError(f"Empty split: {len(train)} train and {len(val)} val faces (split={split!r})")
+    if extra is not None:
+        train, report["extra"] = add_extra_faces(train, extra, limit_deg)
     report.update({"train_faces": len(train), "val_faces": len(val), "limit_deg": limit_deg})
     report["data"] = [str(p) for p in data]
     report["val_data"] = [str(p) for p in val_data or []]
     return PreparedData(train, val, report)
+
+
+def add_extra_faces(
+    train: FaceSet, extra: ExtraDataConfig, limit_deg: float | None = angles.ANGLE_LIMIT_DEG
+) -> tuple[FaceSet, dict[str, Any]]:
+    """The labelled train faces (repeated) plus the extra faces with full labels; and a report."""
+    from qa_headpose.aflw_extra import label_mask, load_aflw_extra
+
+    labels = extra.pseudo_labels if extra.labels == "pseudo" else extra.labels
+    faces = load_aflw_extra(
+        extra.path, labels, max_mirror_deg=extra.max_mirror_deg, max_gt_yaw_gap_deg=extra.max_gt_yaw_gap_deg
+    )
+    complete = label_mask(faces.poses).all(1)
+    report = {
+        "path": str(extra.path),
+        "labels": extra.labels,
+        "faces": len(faces),
+        "without_labels": int((~complete).sum()),
+    }
+    faces = faces.subset(complete)
+    if limit_deg is not None:
+        faces, report["dropped_by_filter"] = filter_protocol(faces, limit_deg)
+    if len(faces) == 0:
+        raise DataError(f"No extra face with all three labels in {extra.path} (labels={extra.labels!r})")
+    report.update({"used": len(faces), "labelled_repeat": extra.labelled_repeat, "config": dataclasses.asdict(extra)})
+    return concat_faces([train] * extra.labelled_repeat + [faces]), report
 
 
 def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -166,6 +200,8 @@ def train_run(
     start = time.perf_counter()
     with strategy.scope():
         model = build_model(model_cfg)
+        if train_cfg.init_weights:
+            model.set_weights(_float_model(model_cfg, Path(train_cfg.init_weights)).get_weights())
     float_dir = own_dir / "float"
     done = fit_phase(
         model, prepared.train, val_x, val_y, train_cfg, float_dir, resume, verbose, strategy, run_dir / "float"

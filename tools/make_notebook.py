@@ -26,7 +26,7 @@ DATA_DIR = "../../shared/data/AFLW2000"  # AFLW2000-3D folder (research-only: ne
 RUN_DIR = "../runs/notebook"  # the training run folder: config.json, float/, qat/, summary.json
 OUT_DIR = "../runs/notebook/export"  # the .tflite models, figures/ and benchmark.json
 FAST = False  # True: a smoke run (tiny preset, MAX_FACES faces, 1 + 1 epochs, int8 only)
-PRESET = "default"  # a name of qa_headpose.presets.PRESETS; "default" reproduces the shipped model
+PRESET = "default"  # a name of qa_headpose.presets.PRESETS; "default" = the ImageNet-initialised recipe
 EPOCHS = None  # float epochs (None: the preset's)
 QAT_EPOCHS = None  # quantization-aware epochs (None: the preset's)
 INPUT_SIZE = None  # model input side in pixels (None: the preset's)
@@ -133,7 +133,7 @@ overrides = {"--epochs": EPOCHS, "--qat-epochs": QAT_EPOCHS, "--input-size": INP
 for flag, value in overrides.items():
     if value is not None:
         argv += [flag, str(value)]
-model_cfg, train_cfg, qat_cfg, data_paths = cli._train_configs(cli.build_parser().parse_args(argv))
+model_cfg, train_cfg, qat_cfg, data_paths, _extra = cli._train_configs(cli.build_parser().parse_args(argv))
 print(f"qa_headpose {qa_headpose.__version__} from {Path(qa_headpose.__file__).parent}")
 print("the same recipe on the command line: qa-headpose", shlex.join(argv))
 print(model_cfg, train_cfg, qat_cfg, sep="\\n")

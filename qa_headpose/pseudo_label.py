@@ -1,0 +1,137 @@
+"""A teacher labels unlabelled faces: an ensemble of .tflite models, each on a crop and its mirror. No TF.
+
+The teacher's pose is the mean over its models and over (crop, mirror), the mirror's
+output flipped back ((yaw, pitch, roll) -> (-yaw, pitch, -roll)). Its confidence is
+written beside it: ``mirror_*`` = |crop - flipped mirror| per angle, ``spread`` = mean
+absolute deviation of the models from their mean (0 for one model), and AFLW's
+``gt_yaw`` for comparison. Labels are written to CSV atomically; work done so far is
+kept in ``<out>.partial.npz`` (atomically, every chunk), so a killed run restarts
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from qa_headpose.aflw_extra import PSEUDO_COLUMNS, load_aflw_extra, read_labels
+from qa_headpose.config import write_bytes_atomic
+from qa_headpose.preprocess import crop_face
+
+_FLIP = np.array([-1.0, 1.0, -1.0], np.float32)
+
+
+def teacher_predict(runners: Sequence[Callable[[np.ndarray], np.ndarray]], x: np.ndarray) -> dict[str, np.ndarray]:
+    """The ensemble's pose and confidence for a batch of model inputs.
+
+    Args:
+        runners: callables (n, S, S, 3) float32 pixels -> (n, 3) degrees (`TFLiteRunner`s).
+        x: float32 (n, S, S, 3) BGR pixels.
+
+    Returns:
+        dict with ``pose`` (n, 3), ``mirror`` (n, 3) and ``spread`` (n,), degrees.
+    """
+    mirrored = np.ascontiguousarray(x[:, :, ::-1])
+    per_model, mirror = [], []
+    for run in runners:
+        direct, flipped = run(x), run(mirrored) * _FLIP
+        per_model.append((direct + flipped) / 2)
+        mirror.append(np.abs(direct - flipped))
+    stack = np.stack(per_model)
+    pose = stack.mean(0)
+    return {"pose": pose, "mirror": np.mean(mirror, 0), "spread": np.abs(stack - pose).mean((0, 2))}
+
+
+def pseudo_label_folder(
+    folder: str | os.PathLike,
+    teachers: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    num_threads: int = 2,
+    chunk: int = 512,
+    progress: bool = False,
+    limit: int | None = None,
+) -> dict[str, float]:
+    """Writes the teacher's labels for every face of an AFLW_extra folder to ``out`` (CSV).
+
+    Args:
+        teachers: .tflite models of one input size (e.g. a float32 and an int8 export).
+        chunk: faces per saved step of ``<out>.partial.npz``.
+        progress: show a progress bar on stderr.
+        limit: label only the first ``limit`` faces.
+
+    Returns:
+        Summary: faces labelled, mean mirror disagreement, mean ensemble spread and the
+        mean |teacher yaw - gt_yaw|, degrees.
+    """
+    from qa_headpose.runtime import TFLiteRunner
+
+    out = Path(out)
+    runners = [TFLiteRunner(t, num_threads=num_threads) for t in teachers]
+    sizes = {r.input_size for r in runners}
+    if len(sizes) != 1:
+        raise ValueError(f"The teacher's models must share one input size. Received: {sorted(sizes)}")
+    size = sizes.pop()
+    faces = load_aflw_extra(folder, labels="none", limit=limit)
+    gt_yaw = dict(zip(*_names_and_gt_yaw(folder)))
+    n = len(faces)
+    partial = out.with_name(out.name + ".partial.npz")
+    done, pose, mirror, spread = 0, np.zeros((n, 3), np.float32), np.zeros((n, 3), np.float32), np.zeros(n, np.float32)
+    if partial.is_file():
+        with np.load(partial) as saved:
+            if list(saved["names"]) == faces.names:
+                done = int(saved["done"])
+                pose[:done], mirror[:done], spread[:done] = (
+                    saved["pose"][:done],
+                    saved["mirror"][:done],
+                    saved["spread"][:done],
+                )
+    bar = _progress(n, done, progress, f"pseudo-label {Path(folder).name}")
+    for start in range(done, n, chunk):
+        stop = min(n, start + chunk)
+        x = np.stack([crop_face(faces.images[i], faces.boxes[i], size) for i in range(start, stop)]).astype(np.float32)
+        got = teacher_predict(runners, x)
+        pose[start:stop], mirror[start:stop], spread[start:stop] = got["pose"], got["mirror"], got["spread"]
+        buffer = io.BytesIO()
+        np.savez(buffer, names=np.array(faces.names), done=stop, pose=pose, mirror=mirror, spread=spread)
+        write_bytes_atomic(partial, buffer.getvalue())
+        if bar is not None:
+            bar.update(stop - start)
+    if bar is not None:
+        bar.close()
+    write_bytes_atomic(out, _to_csv(faces.names, pose, mirror, spread, gt_yaw).encode())
+    partial.unlink(missing_ok=True)
+    gap = np.array([abs(p[0] - gt_yaw[name]) for name, p in zip(faces.names, pose)])
+    return {
+        "faces": n,
+        "mirror_mean_deg": float(mirror.mean()),
+        "spread_mean_deg": float(spread.mean()),
+        "gt_yaw_gap_deg": float(np.nanmean(gap)),
+        "gt_yaw_r": float(np.corrcoef(pose[:, 0], [gt_yaw[k] for k in faces.names])[0, 1]),
+    }
+
+
+def _names_and_gt_yaw(folder: str | os.PathLike) -> tuple[list[str], list[float]]:
+    table = read_labels(folder)
+    return table.names, table.gt_yaw.tolist()
+
+
+def _to_csv(names, pose, mirror, spread, gt_yaw) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(PSEUDO_COLUMNS)
+    for name, p, m, s in zip(names, pose, mirror, spread):
+        writer.writerow([name, *(f"{v:.3f}" for v in (*p, *m, s)), f"{gt_yaw[name]:.3f}"])
+    return buffer.getvalue()
+
+
+def _progress(total: int, initial: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="face")
