@@ -125,7 +125,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--init-weights", help="float weights (.h5) of a trained head-pose model to start from")
     g = p.add_argument_group("extra faces (train split only)")
     g.add_argument("--extra", help="an AFLW_extra folder whose faces join the train split")
-    g.add_argument("--extra-labels", choices=("pseudo", "aflw"), help="a teacher's labels or AFLW's own (default pseudo)")
+    g.add_argument("--extra-labels", choices=("pseudo", "aflw", "both"), help="a teacher's labels, AFLW's own or both")
     g.add_argument("--pseudo-labels", help="the teacher's CSV (qa-headpose data pseudo-label)")
     g.add_argument("--labelled-repeat", type=_positive_int, help="repeat the labelled train faces N times per epoch")
     g.add_argument("--max-mirror-deg", type=_positive_float, help="drop pseudo-labels whose mirror disagrees more")
@@ -222,7 +222,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from qa_headpose import workflow
 
     split = None if args.split == "hash" else args.split
-    if extra is not None and extra.labels == "pseudo" and not Path(extra.pseudo_labels).is_file():
+    if extra is not None and extra.labels in ("pseudo", "both") and not Path(extra.pseudo_labels).is_file():
         raise UsageError(
             f"No pseudo-labels at {extra.pseudo_labels}; make them first: qa-headpose data pseudo-label "
             f"{extra.path} --out {extra.pseudo_labels}"

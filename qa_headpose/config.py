@@ -101,7 +101,8 @@ class ExtraDataConfig:
     Fields:
         path: the folder (an AFLW_extra layout).
         labels: "pseudo" (the CSV ``pseudo_labels``), "aflw" (AFLW's own full angles,
-            the 8,206 faces that have them) or "aflw_yaw" (not trainable alone: no pitch/roll).
+            the 8,206 faces that have them), "both" (each face with either label) or
+            "aflw_yaw" (not trainable alone: no pitch/roll).
         pseudo_labels: the pseudo-label CSV (`qa-headpose data pseudo-label`).
         labelled_repeat: the labelled train faces are seen this many times per epoch,
             so the true labels keep their weight beside many more pseudo-labelled faces.
@@ -117,9 +118,9 @@ class ExtraDataConfig:
     max_gt_yaw_gap_deg: float | None = None
 
     def __post_init__(self) -> None:
-        if self.labels not in ("pseudo", "aflw", "aflw_yaw"):
-            raise ValueError(f"labels must be 'pseudo', 'aflw' or 'aflw_yaw'. Received: {self.labels!r}")
-        if self.labels == "pseudo" and not self.pseudo_labels:
+        if self.labels not in ("pseudo", "aflw", "both", "aflw_yaw"):
+            raise ValueError(f"labels must be 'pseudo', 'aflw', 'both' or 'aflw_yaw'. Received: {self.labels!r}")
+        if self.labels in ("pseudo", "both") and not self.pseudo_labels:
             raise ValueError("labels='pseudo' needs pseudo_labels (a CSV of qa-headpose data pseudo-label)")
         if self.labelled_repeat < 1:
             raise ValueError(f"labelled_repeat must be >= 1. Received: {self.labelled_repeat}")

@@ -102,20 +102,25 @@ def prepare_data(
 def add_extra_faces(
     train: FaceSet, extra: ExtraDataConfig, limit_deg: float | None = angles.ANGLE_LIMIT_DEG
 ) -> tuple[FaceSet, dict[str, Any]]:
-    """The labelled train faces (repeated) plus the extra faces with full labels; and a report."""
-    from qa_headpose.aflw_extra import label_mask, load_aflw_extra
+    """The labelled train faces (repeated) plus the extra faces with full labels; and a report.
 
-    labels = extra.pseudo_labels if extra.labels == "pseudo" else extra.labels
+    With ``labels="both"`` each extra face comes twice, once with the teacher's label and
+    once with AFLW's own where AFLW has all three angles.
+    """
+    from qa_headpose.aflw_extra import label_mask, load_aflw_extra, read_labels
+
+    labels = extra.pseudo_labels if extra.labels in ("pseudo", "both") else extra.labels
     faces = load_aflw_extra(
         extra.path, labels, max_mirror_deg=extra.max_mirror_deg, max_gt_yaw_gap_deg=extra.max_gt_yaw_gap_deg
     )
+    if extra.labels == "both":
+        table = read_labels(extra.path)
+        aflw = dict(zip(table.names, table.aflw_pose))
+        own = FaceSet(faces.images, faces.boxes, np.stack([aflw[n] for n in faces.names]), faces.names)
+        faces = concat_faces([faces, own])
     complete = label_mask(faces.poses).all(1)
-    report = {
-        "path": str(extra.path),
-        "labels": extra.labels,
-        "faces": len(faces),
-        "without_labels": int((~complete).sum()),
-    }
+    report = {"path": str(extra.path), "labels": extra.labels, "faces": len(faces)}
+    report["without_labels"] = int((~complete).sum())
     faces = faces.subset(complete)
     if limit_deg is not None:
         faces, report["dropped_by_filter"] = filter_protocol(faces, limit_deg)

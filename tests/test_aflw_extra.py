@@ -181,3 +181,18 @@ def test_train_cli_refuses_missing_pseudo_labels(tmp_path, mini_extra):
     assert "Traceback" not in got.stderr and not (tmp_path / "run").exists()
     got = subprocess.run(base + ["--pseudo-labels", str(missing)], capture_output=True, text=True)
     assert got.returncode == 2 and "needs --extra" in got.stderr
+
+
+def test_both_label_sources_give_each_face_twice(aflw_small, mini_extra, teacher_models, tmp_path):
+    pseudo = tmp_path / "pseudo.csv"
+    pseudo_label_folder(mini_extra, teacher_models, pseudo)
+    extra = ExtraDataConfig(path=str(mini_extra), labels="both", pseudo_labels=str(pseudo))
+    plain = workflow.prepare_data([aflw_small])
+    mixed = workflow.prepare_data([aflw_small], extra=extra)
+    # 12 faces with the teacher's labels, the 6 with AFLW's full angles once more with those.
+    assert len(mixed.train) == len(plain.train) + 18
+    teacher = aflw_extra.read_pseudo_labels(pseudo)
+    extra_part = mixed.train.subset(np.arange(len(plain.train), len(mixed.train)))
+    np.testing.assert_allclose(extra_part.poses[:12], [teacher[n] for n in extra_part.names[:12]], atol=1e-3)
+    aflw = dict(zip(aflw_extra.read_labels(mini_extra).names, aflw_extra.read_labels(mini_extra).aflw_pose))
+    np.testing.assert_allclose(extra_part.poses[12:], [aflw[n] for n in extra_part.names[12:]])
