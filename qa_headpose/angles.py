@@ -30,22 +30,57 @@ ANGLE_ORDER: tuple[str, str, str] = ("yaw", "pitch", "roll")
 ANGLE_LIMIT_DEG = 99.0
 
 
-class HeadPose(NamedTuple):
-    """Head pose in degrees, in the package's one angle order."""
-
+class _Angles(NamedTuple):
     yaw: float
     pitch: float
     roll: float
+
+
+class HeadPose(_Angles):
+    """Head pose in degrees, in the package's one angle order: a (yaw, pitch, roll) tuple.
+
+    Attributes:
+        yaw, pitch, roll: degrees.
+        saturated: True when the model's output for at least one angle lay at an end of
+            its int8 range (for the shipped model -100 or +99.22 degrees): the true angle
+            may be anywhere beyond it, so treat the pose as "at least this far". Not part
+            of the tuple (a pose still unpacks to three angles and compares by them).
+    """
+
+    saturated: bool = False  # the default; set per instance only when True
+
+    def __new__(cls, yaw: float, pitch: float, roll: float, saturated: bool = False) -> "HeadPose":
+        self = super().__new__(cls, yaw, pitch, roll)
+        if saturated:
+            self.saturated = True
+        return self
+
+    def __repr__(self) -> str:
+        text = f"HeadPose(yaw={self.yaw!r}, pitch={self.pitch!r}, roll={self.roll!r}"
+        return text + (", saturated=True)" if self.saturated else ")")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (*self, self.saturated))
+
+    def _replace(self, **changes: float) -> "HeadPose":
+        """A copy with some angles (or ``saturated``) changed."""
+        values = {"yaw": self.yaw, "pitch": self.pitch, "roll": self.roll, "saturated": self.saturated}
+        return HeadPose(**{**values, **changes})
 
     def as_array(self) -> np.ndarray:
         """Returns the angles as a float32 array of shape (3,), (yaw, pitch, roll)."""
         return np.asarray(self, dtype=np.float32)
 
 
-def from_model_output(row: np.ndarray) -> HeadPose:
-    """Turns one model output row (3,) in degrees into a `HeadPose`."""
+def from_model_output(row: np.ndarray, saturated: bool | np.ndarray = False) -> HeadPose:
+    """Turns one model output row (3,) in degrees into a `HeadPose`.
+
+    Args:
+        row: (yaw, pitch, roll) degrees, shape (3,).
+        saturated: whether the output lay at an end of its integer range, one flag or one per angle.
+    """
     row = np.asarray(row, dtype=np.float64).reshape(3)
-    return HeadPose(float(row[0]), float(row[1]), float(row[2]))
+    return HeadPose(float(row[0]), float(row[1]), float(row[2]), bool(np.any(saturated)))
 
 
 def pose_para_to_ypr(pose_para: np.ndarray) -> np.ndarray:

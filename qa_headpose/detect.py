@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from qa_headpose.angles import HeadPose
-from qa_headpose.runtime import ModelError, load_interpreter
+from qa_headpose.runtime import InterpreterPool, ModelError, check_max_concurrency, load_interpreter, read_model
 
 MODELS_DIR = Path(__file__).with_name("models")
 # The shipped BlazeFace models by name: "short" (faces within ~2 m, the default) and
@@ -271,16 +271,22 @@ def crop_box_from_detection(
 class FaceDetector:
     """Finds faces in a BGR image with a BlazeFace model on LiteRT.
 
+    Thread-safe: one detector may be shared by any number of threads. Each concurrent
+    `detect` call gets an interpreter of its own from a pool (`runtime.InterpreterPool`,
+    at most ``max_concurrency``), so every call returns exactly what it returns alone.
+
     Args:
         model_path: a BlazeFace .tflite, or the name of a shipped one ("short", "full"); None
             for "short".
         num_threads: interpreter threads.
         min_score: lowest detector confidence kept, in (0, 1).
         nms_iou: IoU above which overlapping boxes are merged.
+        max_concurrency: most interpreters (concurrent calls); None for the number of CPUs.
 
     Raises:
         ModelError: if the model is missing or is not a BlazeFace-style detector.
-        ValueError: for a min_score outside (0, 1) or nms_iou outside (0, 1].
+        ValueError: for a min_score outside (0, 1), nms_iou outside (0, 1], or num_threads
+            or max_concurrency < 1.
     """
 
     def __init__(
@@ -289,19 +295,22 @@ class FaceDetector:
         num_threads: int = 1,
         min_score: float = MIN_SCORE,
         nms_iou: float = NMS_IOU,
+        max_concurrency: int | None = None,
     ) -> None:
         if not 0.0 < float(min_score) < 1.0:
             raise ValueError(f"min_score must be in (0, 1). Received: min_score={min_score}")
         if not 0.0 < float(nms_iou) <= 1.0:
             raise ValueError(f"nms_iou must be in (0, 1]. Received: nms_iou={nms_iou}")
+        max_concurrency = check_max_concurrency(max_concurrency)
         model_path = DETECTOR_MODELS.get(model_path, model_path) if isinstance(model_path, str) else model_path
         self.model_path = Path(model_path) if model_path is not None else DETECTOR_MODEL
         self.min_score = float(min_score)
         self.nms_iou = float(nms_iou)
         self.num_threads = int(num_threads)
-        self.interpreter = load_interpreter(self.model_path, num_threads)
-        inputs = self.interpreter.get_input_details()
-        outputs = self.interpreter.get_output_details()
+        self._content, name = read_model(self.model_path)
+        interpreter = load_interpreter(self._content, num_threads, name=name)
+        inputs = interpreter.get_input_details()
+        outputs = interpreter.get_output_details()
         shape_in = tuple(inputs[0]["shape"]) if len(inputs) == 1 else ()
         if len(shape_in) != 4 or shape_in[1] != shape_in[2] or shape_in[3] != 3 or len(outputs) != 2:
             raise ModelError(f"Not a BlazeFace detector: {self.model_path} (input {shape_in}, {len(outputs)} outputs)")
@@ -318,8 +327,21 @@ class FaceDetector:
         if layout is None:
             raise ModelError(f"Unknown BlazeFace anchor layout: {self.model_path} (input {shape_in})")
         self.anchors = make_anchors(self.input_size, layout[0], layout[1])
+        self.anchors.setflags(write=False)  # shared by all threads
         self.name = layout[2]
         self.box_mapping = BOX_MAPPINGS[self.name]
+        self._pool: InterpreterPool = InterpreterPool(
+            lambda: load_interpreter(self._content, self.num_threads, name=name), max_concurrency, interpreter
+        )
+
+    @property
+    def max_concurrency(self) -> int:
+        """Most interpreters this detector creates, i.e. `detect` calls that run at the same time."""
+        return self._pool.max_size
+
+    def __reduce__(self) -> tuple:
+        # Pickles as its settings (for process pools); the worker loads the model anew.
+        return (type(self), (self.model_path, self.num_threads, self.min_score, self.nms_iou, self.max_concurrency))
 
     def crop_box(self, box: tuple[float, float, float, float]) -> np.ndarray:
         """The landmark-like box of one of this detector's boxes (`crop_box_from_detection`)."""
@@ -341,7 +363,7 @@ class FaceDetector:
         return x, scale, pad_x, pad_y
 
     def detect(self, image: np.ndarray, max_faces: int | None = None) -> list[Detection]:
-        """Faces in one image, best score first.
+        """Faces in one image, best score first (thread-safe).
 
         Args:
             image: uint8 BGR (H, W, 3).
@@ -362,10 +384,11 @@ class FaceDetector:
                 f"detect takes a uint8 BGR image (H, W, 3). Received: dtype={image.dtype}, shape={image.shape}"
             )
         x, scale, pad_x, pad_y = self._letterbox(image)
-        self.interpreter.set_tensor(self._input_index, x)
-        self.interpreter.invoke()
-        raw = self.interpreter.get_tensor(self._boxes_index)[0]
-        logits = self.interpreter.get_tensor(self._scores_index)[0, :, 0].astype(np.float64)
+        with self._pool.borrow() as interpreter:
+            interpreter.set_tensor(self._input_index, x)
+            interpreter.invoke()
+            raw = interpreter.get_tensor(self._boxes_index)[0]  # copies, not views of the interpreter
+            logits = interpreter.get_tensor(self._scores_index)[0, :, 0].astype(np.float64)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -100.0, 100.0)))
         keep = scores >= self.min_score
         if not np.any(keep):

@@ -2,14 +2,23 @@
 
 `TFLiteRunner` is called like the Keras model, float32 BGR pixels in and degrees
 out, whatever the model's input/output dtypes (float32, int8 or uint8).
+
+Thread safety: a LiteRT interpreter holds its input and output tensors, so two
+threads must never use one at the same time. `InterpreterPool` lends each
+concurrent caller an interpreter of its own (created on demand, up to a bound), so
+`TFLiteRunner` and `detect.FaceDetector` may be shared by any number of threads:
+every call returns what it returns alone, and callers run in parallel (LiteRT
+releases the GIL in ``invoke``) up to the pool's size, then wait for a free one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import numpy as np
 
@@ -20,13 +29,115 @@ class ModelError(ValueError):
     """A model file that is missing, unreadable or not a head-pose model."""
 
 
-def load_interpreter(model: str | os.PathLike | bytes, num_threads: int = 1, prefer: str = "litert") -> Any:
+def default_max_concurrency() -> int:
+    """The default bound of an `InterpreterPool`: the number of CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def check_max_concurrency(max_concurrency: int | None) -> int:
+    """``max_concurrency`` as an int >= 1 (None: `default_max_concurrency`).
+
+    Raises:
+        ValueError: if it is < 1.
+    """
+    if max_concurrency is None:
+        return default_max_concurrency()
+    if int(max_concurrency) < 1:
+        raise ValueError(f"max_concurrency must be >= 1. Received: max_concurrency={max_concurrency}")
+    return int(max_concurrency)
+
+
+T = TypeVar("T")
+
+
+class InterpreterPool(Generic[T]):
+    """A bounded pool of interchangeable, non-thread-safe objects (interpreters), one per concurrent caller.
+
+    `borrow` hands the calling thread an idle object, creates one with ``factory`` when
+    none is idle and fewer than ``max_size`` exist, and otherwise waits until another
+    caller gives one back. Thread-safe; an object is only ever used by one thread at a time.
+
+    Args:
+        factory: makes a new object (called without the pool's lock held).
+        max_size: most objects that will ever exist (>= 1).
+        first: an object already made (e.g. the one a constructor checked), or None.
+    """
+
+    def __init__(self, factory: Callable[[], T], max_size: int, first: T | None = None) -> None:
+        if int(max_size) < 1:
+            raise ValueError(f"max_size must be >= 1. Received: max_size={max_size}")
+        self.max_size = int(max_size)
+        self._factory = factory
+        self._idle: list[T] = [] if first is None else [first]
+        self._created = len(self._idle)
+        self._cond = threading.Condition(threading.Lock())
+
+    @property
+    def size(self) -> int:
+        """How many objects exist now (idle or lent)."""
+        with self._cond:
+            return self._created
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[T]:
+        """Lends an object for the ``with`` block; it goes back to the pool afterwards, even on error."""
+        with self._cond:
+            while not self._idle and self._created >= self.max_size:
+                self._cond.wait()
+            item = self._idle.pop() if self._idle else None
+            if item is None:
+                self._created += 1  # reserve the slot; the object is made outside the lock
+        if item is None:
+            try:
+                item = self._factory()
+            except BaseException:
+                with self._cond:
+                    self._created -= 1
+                    self._cond.notify()
+                raise
+        try:
+            yield item
+        finally:
+            with self._cond:
+                self._idle.append(item)
+                self._cond.notify()
+
+
+def read_model(model: str | os.PathLike | bytes) -> tuple[bytes, str]:
+    """The bytes of a .tflite (a path or the bytes themselves) and a name for messages.
+
+    Raises:
+        ModelError: if the file is missing, unreadable or too small to be a model.
+    """
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model), "<bytes>"
+    path = Path(model)
+    if not path.is_file():
+        raise ModelError(f"Model file not found: {path}")
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"Cannot read model {path}: {exc.strerror or exc}") from None
+    if len(content) < 16:
+        raise ModelError(f"Not a TFLite model (file too small): {path}")
+    return content, str(path)
+
+
+def load_interpreter(
+    model: str | os.PathLike | bytes, num_threads: int = 1, prefer: str = "litert", name: str | None = None
+) -> Any:
     """Creates a TFLite interpreter; ai_edge_litert when installed, else tf.lite.
+
+    An interpreter is not thread-safe: use one from one thread at a time (`InterpreterPool`).
 
     Args:
         model: path to a .tflite file, or its bytes.
         num_threads: CPU threads of the interpreter (>= 1).
         prefer: "litert" (ai_edge_litert, falling back to tf.lite) or "tf" (tf.lite).
+        name: what error messages call the model (default: its path, or "<bytes>").
 
     Returns:
         An interpreter with its tensors allocated.
@@ -39,24 +150,15 @@ def load_interpreter(model: str | os.PathLike | bytes, num_threads: int = 1, pre
     if int(num_threads) < 1:
         raise ValueError(f"num_threads must be >= 1. Received: num_threads={num_threads}")
     interpreter_cls = _interpreter_class(prefer)
-    kwargs: dict[str, Any] = {"num_threads": int(num_threads)}
-    if isinstance(model, (bytes, bytearray)):
-        kwargs["model_content"] = bytes(model)
-        what = "<bytes>"
-    else:
-        path = Path(model)
-        if not path.is_file():
-            raise ModelError(f"Model file not found: {path}")
-        if path.stat().st_size < 16:
-            raise ModelError(f"Not a TFLite model (file too small): {path}")
-        kwargs["model_path"] = str(path)
-        what = str(path)
+    content, what = read_model(model)
     try:
-        interpreter = interpreter_cls(**kwargs)
+        # From bytes, not a path: every interpreter of a pool then runs the very same model,
+        # even if the file is replaced while the program runs.
+        interpreter = interpreter_cls(model_content=content, num_threads=int(num_threads))
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"Not a valid TFLite model: {what} ({first})") from None
+        raise ModelError(f"Not a valid TFLite model: {name or what} ({first})") from None
     return interpreter
 
 
@@ -111,27 +213,51 @@ def dequantize(y: np.ndarray, dtype: np.dtype, quantization: tuple[float, int]) 
     return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
+class _Slot:
+    """One pooled interpreter and the batch size its input is allocated for."""
+
+    def __init__(self, interpreter: Any, batch: int) -> None:
+        self.interpreter = interpreter
+        self.batch = batch
+
+
 class TFLiteRunner:
     """Runs a head-pose .tflite on batches of float32 BGR pixels and returns degrees.
+
+    Thread-safe: one runner may be called from any number of threads at once. Each
+    concurrent call gets an interpreter of its own from a pool (created on first need,
+    at most ``max_concurrency``; further callers wait for a free one), so every call
+    returns exactly what it returns alone and throughput grows with callers up to the
+    pool's size. Each interpreter uses ``num_threads`` threads of its own.
 
     Args:
         model: path to the .tflite file, or its bytes.
         num_threads: interpreter threads.
         prefer: which interpreter to use first, "litert" or "tf".
+        max_concurrency: most interpreters (concurrent calls); None for the number of CPUs.
 
     Raises:
         ModelError: if the model is unreadable, its input/output is not
             (1, S, S, 3) -> (1, 3), or the ``<model>.json`` written beside it by the
             export is unreadable or names another ``input_size``, ``input_dtype`` or
             ``output_dtype`` than the model has (a model file swapped under its JSON).
-        ValueError: if num_threads < 1.
+        ValueError: if num_threads or max_concurrency < 1.
     """
 
-    def __init__(self, model: str | os.PathLike | bytes, num_threads: int = 1, prefer: str = "litert") -> None:
-        self.interpreter = load_interpreter(model, num_threads, prefer)
+    def __init__(
+        self,
+        model: str | os.PathLike | bytes,
+        num_threads: int = 1,
+        prefer: str = "litert",
+        max_concurrency: int | None = None,
+    ) -> None:
+        max_concurrency = check_max_concurrency(max_concurrency)
+        self._content, self._name = read_model(model)
+        interpreter = load_interpreter(self._content, num_threads, prefer, name=self._name)
         self.num_threads = int(num_threads)
-        inputs = self.interpreter.get_input_details()
-        outputs = self.interpreter.get_output_details()
+        self.prefer = prefer
+        inputs = interpreter.get_input_details()
+        outputs = interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(
                 f"Not a head-pose model: expected 1 input and 1 output. Received: {len(inputs)} and {len(outputs)}"
@@ -148,9 +274,24 @@ class TFLiteRunner:
         self.output_quantization = tuple(outputs[0]["quantization"])
         self._input_index = inputs[0]["index"]
         self._output_index = outputs[0]["index"]
-        self._batch = int(shape_in[0])
         if not isinstance(model, (bytes, bytearray)):
             self._check_metadata(Path(model))
+        self._pool: InterpreterPool[_Slot] = InterpreterPool(
+            self._new_slot, max_concurrency, _Slot(interpreter, int(shape_in[0]))
+        )
+
+    @property
+    def max_concurrency(self) -> int:
+        """Most interpreters this runner creates, i.e. calls that run at the same time."""
+        return self._pool.max_size
+
+    def __reduce__(self) -> tuple:
+        # Pickles as the model bytes and settings (for process pools); interpreters are made anew.
+        return (type(self), (self._content, self.num_threads, self.prefer, self.max_concurrency))
+
+    def _new_slot(self) -> _Slot:
+        interpreter = load_interpreter(self._content, self.num_threads, self.prefer, name=self._name)
+        return _Slot(interpreter, int(interpreter.get_input_details()[0]["shape"][0]))
 
     def _check_metadata(self, path: Path) -> None:
         """Compares the model with the JSON beside it (``<model>.json``), when there is one."""
@@ -177,11 +318,12 @@ class TFLiteRunner:
                     f"{path} does not match {meta_path.name}: the model's {key} is {value}, the JSON says {meta[key]!r}"
                 )
 
-    def _resize(self, batch: int) -> None:
-        if batch != self._batch:
-            self.interpreter.resize_tensor_input(self._input_index, [batch, self.input_size, self.input_size, 3])
-            self.interpreter.allocate_tensors()
-            self._batch = batch
+    def _resize(self, slot: _Slot, batch: int) -> None:
+        if batch != slot.batch:
+            slot.batch = -1  # unknown until the resize is done (it may fail half-way)
+            slot.interpreter.resize_tensor_input(self._input_index, [batch, self.input_size, self.input_size, 3])
+            slot.interpreter.allocate_tensors()
+            slot.batch = batch
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float pixels -> the model's input dtype, with its (scale, zero_point)."""
@@ -192,7 +334,7 @@ class TFLiteRunner:
         return dequantize(y, self.output_dtype, self.output_quantization)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Runs the model.
+        """Runs the model (thread-safe).
 
         Args:
             x: float32 (batch, S, S, 3) BGR pixels in [0, 255] (`preprocess.to_model_input`).
@@ -203,15 +345,52 @@ class TFLiteRunner:
         Raises:
             ValueError: if ``x`` has another shape, is not real-valued, or holds NaN/inf.
         """
+        return self.run(x)[0]
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Runs the model and says which outputs lie at an end of the output's integer range (thread-safe).
+
+        An int8 output at -128 or 127 (for the shipped model -100 and +99.22 degrees) is
+        saturated: the true angle may lie anywhere beyond it.
+
+        Args:
+            x: float32 (batch, S, S, 3) BGR pixels in [0, 255] (`preprocess.to_model_input`).
+
+        Returns:
+            (float32 (batch, 3) degrees (yaw, pitch, roll), bool (batch, 3) saturated);
+            never saturated for a float output.
+
+        Raises:
+            ValueError: if ``x`` has another shape, is not real-valued, or holds NaN/inf.
+        """
         x = check_model_input(x, self.input_size)
-        self._resize(len(x))
-        self.interpreter.set_tensor(self._input_index, self.quantize_input(x))
-        self.interpreter.invoke()
-        return self.dequantize_output(self.interpreter.get_tensor(self._output_index)).reshape(len(x), 3)
+        q = self.quantize_input(x)
+        with self._pool.borrow() as slot:
+            self._resize(slot, len(x))
+            slot.interpreter.set_tensor(self._input_index, q)
+            slot.interpreter.invoke()
+            raw = slot.interpreter.get_tensor(self._output_index)  # a copy, not a view of the interpreter
+        raw = raw.reshape(len(x), 3)
+        if self.output_dtype.kind in "iu":
+            info = np.iinfo(self.output_dtype)
+            saturated = (raw == info.min) | (raw == info.max)
+        else:
+            saturated = np.zeros(raw.shape, bool)
+        return self.dequantize_output(raw), saturated
+
+    def output_range(self) -> tuple[float, float] | None:
+        """(lowest, highest) degrees the model can output (the ends of its integer output); None for float."""
+        if self.output_dtype.kind not in "iu":
+            return None
+        info = np.iinfo(self.output_dtype)
+        ends = self.dequantize_output(np.array([info.min, info.max], self.output_dtype))
+        return float(ends[0]), float(ends[1])
 
     def describe_ops(self) -> list[dict[str, Any]]:
         """Every op of the model with the dtypes of its tensors (for checks and reports)."""
-        tensors = {t["index"]: t for t in self.interpreter.get_tensor_details()}
+        with self._pool.borrow() as slot:
+            tensors = {t["index"]: t for t in slot.interpreter.get_tensor_details()}
+            ops = slot.interpreter._get_ops_details()
 
         def _dtype(index: int) -> str:
             return np.dtype(tensors[index]["dtype"]).name if index in tensors else "none"
@@ -222,7 +401,7 @@ class TFLiteRunner:
                 "inputs": [_dtype(i) for i in op["inputs"] if i >= 0],
                 "outputs": [_dtype(i) for i in op["outputs"]],
             }
-            for op in self.interpreter._get_ops_details()
+            for op in ops
             if op["op_name"] != "DELEGATE"  # the runtime's XNNPACK node, not an op of the model
         ]
 

@@ -65,3 +65,75 @@ def test_runtime_does_not_import_tensorflow(tiny_int8_tflite):
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_interpreter_pool_lends_each_caller_its_own_and_stays_bounded():
+    import threading
+    import time
+
+    from qa_headpose.runtime import InterpreterPool
+
+    made = []
+    pool = InterpreterPool(lambda: made.append(object()) or made[-1], max_size=3)
+    in_use, peak, lock = set(), [0], threading.Lock()
+    start = threading.Barrier(8)
+
+    def work(_):
+        start.wait()
+        for _ in range(20):
+            with pool.borrow() as item:
+                with lock:
+                    assert item not in in_use  # never lent to two callers at once
+                    in_use.add(item)
+                    peak[0] = max(peak[0], len(in_use))
+                time.sleep(0.001)
+                with lock:
+                    in_use.remove(item)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == pool.size == 3 and peak[0] == 3
+
+
+def test_interpreter_pool_frees_the_slot_of_a_failed_factory():
+    from qa_headpose.runtime import InterpreterPool
+
+    calls = []
+
+    def factory():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("out of memory")
+        return "interpreter"
+
+    pool = InterpreterPool(factory, max_size=1)
+    with pytest.raises(OSError):
+        with pool.borrow():
+            pass
+    with pool.borrow() as item:  # would wait forever if the failed creation kept the slot
+        assert item == "interpreter"
+    with pytest.raises(ValueError, match="max_size"):
+        InterpreterPool(factory, max_size=0)
+
+
+def test_runner_shared_by_threads_returns_each_call_alone():
+    """8 threads, 320 calls with batch sizes 1-6 on one runner: exactly the answers of one thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qa_headpose.estimator import DEFAULT_MODEL
+
+    rng = np.random.default_rng(0)
+    inputs = [rng.uniform(0, 255, (1 + i % 6, 128, 128, 3)).astype(np.float32) for i in range(40)]
+    alone = TFLiteRunner(DEFAULT_MODEL, max_concurrency=1)
+    expected = [alone(x) for x in inputs]
+    shared = TFLiteRunner(DEFAULT_MODEL, max_concurrency=8)
+    order = np.random.default_rng(1).permutation(np.repeat(np.arange(40), 8))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda j: shared.run(inputs[j]), order))
+    for j, (degrees, saturated) in zip(order, answers):
+        np.testing.assert_array_equal(degrees, expected[j])
+        assert not saturated.any()
+    assert 2 <= shared._pool.size <= 8
