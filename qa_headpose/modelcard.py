@@ -31,6 +31,39 @@ def time_batch1(model_path: str | os.PathLike, threads: int, runs: int = 300, wa
     return {"p50_ms": float(np.percentile(times, 50)), "p90_ms": float(np.percentile(times, 90))}
 
 
+def sample_inputs() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped sample photo as a 420x420 face crop and as a 640x480 frame (one face)."""
+    import cv2
+
+    image = cv2.imread(str(Path(__file__).with_name("assets") / "astronaut.jpg"))
+    crop = cv2.resize(image[40:360, 120:440], (420, 420), interpolation=cv2.INTER_CUBIC)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:, 80:560] = cv2.resize(image, (480, 480), interpolation=cv2.INTER_AREA)
+    return crop, frame
+
+
+def time_end_to_end(model_path: str | os.PathLike, threads: int, runs: int = 200, warmup: int = 20) -> dict:
+    """p50/p90 (ms) of ``predict`` on a 420-px crop and of ``predict_image`` on a 640x480 frame."""
+    from qa_headpose.estimator import HeadPoseEstimator
+
+    estimator = HeadPoseEstimator(model_path, num_threads=threads)
+    crop, frame = sample_inputs()
+    out = {}
+    for what, call in (
+        ("predict, 420-px crop", lambda: estimator.predict(crop)),
+        ("predict_image, 640x480 frame", lambda: estimator.predict_image(frame)),
+    ):
+        for _ in range(warmup):
+            call()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - start) * 1e3)
+        out[what] = {"p50_ms": float(np.percentile(times, 50)), "p90_ms": float(np.percentile(times, 90))}
+    return out
+
+
 def sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -39,42 +72,55 @@ def sha256(path: str | os.PathLike) -> str:
 def ship(
     run_dir: str | os.PathLike,
     exported_dir: str | os.PathLike,
-    dest: str | os.PathLike,
+    name: str,
+    models_dir: str | os.PathLike,
+    weights_dir: str | os.PathLike,
     card: dict[str, Any],
 ) -> dict[str, Any]:
-    """Copies a run's int8/float32 models, float weights and config into ``dest`` with a card.
+    """Ships a run as the named model: the int8 model and its card into the package, float files beside the repo.
+
+    The package (what the wheel carries) gets ``headpose_<name>_int8.tflite``, its
+    ``.json`` and the card (``headpose_<name>.card.json``, ``MODEL_CARD_<name>.md``);
+    ``weights_dir/<name>/`` gets what only training and the float comparison use: the
+    float Keras weights, the float32 .tflite and the run's config.
 
     Args:
         run_dir: the training run folder.
         exported_dir: where ``qa-headpose export`` wrote ``headpose_{int8,float32}.tflite``.
-        dest: the package's models folder.
+        name: the model's name ("accurate", "fast").
+        models_dir: the package's models folder; weights_dir: the repository's weights folder.
         card: measured facts (metrics per variant, latency, data, recipe) to record.
 
     Returns:
-        The card as written to ``dest/headpose_int8.card.json``.
+        The card as written.
     """
-    run_dir, exported_dir, dest = Path(run_dir), Path(exported_dir), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    run_dir, exported_dir, models_dir = Path(run_dir), Path(exported_dir), Path(models_dir)
+    float_dir = Path(weights_dir) / name
+    models_dir.mkdir(parents=True, exist_ok=True)
+    float_dir.mkdir(parents=True, exist_ok=True)
     files = {
-        "headpose_int8.tflite": exported_dir / "headpose_int8.tflite",
-        "headpose_int8.json": exported_dir / "headpose_int8.json",
-        "headpose_float32.tflite": exported_dir / "headpose_float32.tflite",
-        "headpose_float32.json": exported_dir / "headpose_float32.json",
-        "headpose_train_config.json": run_dir / "config.json",
+        models_dir / f"headpose_{name}_int8.tflite": exported_dir / "headpose_int8.tflite",
+        models_dir / f"headpose_{name}_int8.json": exported_dir / "headpose_int8.json",
+        float_dir / "headpose_float32.tflite": exported_dir / "headpose_float32.tflite",
+        float_dir / "headpose_float32.json": exported_dir / "headpose_float32.json",
+        float_dir / "headpose_train_config.json": run_dir / "config.json",
     }
-    for name, src in files.items():
+    for dest, src in files.items():
         if not src.is_file():
             raise FileNotFoundError(f"Missing {src}")
-        write_bytes_atomic(dest / name, src.read_bytes())
+        write_bytes_atomic(dest, src.read_bytes())
     # Re-saved from an uncompiled model: the run's file also holds the optimizer's slots (3x the size).
     from qa_headpose.train import save_weights_atomic
     from qa_headpose.workflow import load_keras_from_run
 
-    save_weights_atomic(load_keras_from_run(run_dir, "float"), dest / "headpose_float.weights.h5")
-    files["headpose_float.weights.h5"] = dest / "headpose_float.weights.h5"
+    weights = float_dir / "headpose_float.weights.h5"
+    save_weights_atomic(load_keras_from_run(run_dir, "float"), weights)
+    repo = models_dir.parents[1]
+    shown = [*files, weights]
     card = {
         **card,
-        "files": {name: {"bytes": (dest / name).stat().st_size, "sha256": sha256(dest / name)} for name in files},
+        "name": name,
+        "files": {_relative(path, repo): {"bytes": path.stat().st_size, "sha256": sha256(path)} for path in shown},
         "angle_order": list(angles.ANGLE_ORDER),
         "units": "degrees",
         "convention": "300W-LP/AFLW2000-3D: M = Rz(roll) Ry(yaw) Rx(pitch); yaw>0 face turned to image left, "
@@ -83,10 +129,17 @@ def ship(
         "clipped to the image, resized to the input size",
         "input": "BGR uint8 crop; int8 input = pixel - 128 (scale 1, zero point -128)",
     }
-    write_json_atomic(dest / "headpose_int8.card.json", card)
-    write_bytes_atomic(dest / "MODEL_CARD.md", render_markdown(card).encode())
-    shutil.rmtree(dest / "__pycache__", ignore_errors=True)
+    write_json_atomic(models_dir / f"headpose_{name}.card.json", card)
+    write_bytes_atomic(models_dir / f"MODEL_CARD_{name}.md", render_markdown(card).encode())
+    shutil.rmtree(models_dir / "__pycache__", ignore_errors=True)
     return card
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def render_markdown(card: dict[str, Any]) -> str:
@@ -99,9 +152,14 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"| {name} | {info['bytes'] / 1e6:.3f} MB | `{info['sha256'][:16]}…` |" for name, info in card["files"].items()
     ]
     latency = [f"| {t} | {v['p50_ms']:.3f} | {v['p90_ms']:.3f} |" for t, v in card["latency_int8_batch1"].items()]
+    end_to_end = [
+        f"| {what} | {t} | {v['p50_ms']:.3f} | {v['p90_ms']:.3f} |"
+        for what, per_thread in card.get("latency_end_to_end", {}).items()
+        for t, v in per_thread.items()
+    ]
     return "\n".join(
         [
-            "# Model card: qa_headpose default head-pose model (full int8)",
+            f"# Model card: qa_headpose `{card.get('name', 'default')}` head-pose model (full int8)",
             "",
             card["summary"],
             "",
@@ -126,6 +184,17 @@ def render_markdown(card: dict[str, Any]) -> str:
             "|---|---|---|",
             *latency,
             "",
+            *(
+                [
+                    "## Latency end to end (ms, p50/p90)",
+                    "| what | threads | p50 | p90 |",
+                    "|---|---|---|---|",
+                    *end_to_end,
+                    "",
+                ]
+                if end_to_end
+                else []
+            ),
             "## What it expects",
             f"- Input: {card['input']}.",
             f"- Crop: {card['crop']}.",

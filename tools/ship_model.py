@@ -1,7 +1,12 @@
-"""Measure a trained run on the val split and ship it as the package's default model.
+"""Measure a trained run on the val split and ship it as one of the package's named models.
 
-Usage: python tools/ship_model.py RUN_DIR EXPORTED_DIR [--data ../shared/data/AFLW2000]
-(after `qa-headpose train ... --out RUN_DIR` and `qa-headpose export RUN_DIR --out EXPORTED_DIR`).
+Usage (from the repository root, after `qa-headpose train --preset NAME --out RUN` and
+`qa-headpose export RUN --out RUN/models`):
+
+    python tools/ship_model.py RUN RUN/models --name accurate --command "qa-headpose train --preset accurate ..."
+
+The int8 model and its card go to qa_headpose/models/ (what the wheel carries); the float
+weights, the float32 .tflite and the run's config go to weights/NAME/.
 """
 
 from __future__ import annotations
@@ -15,13 +20,34 @@ from pathlib import Path
 from qa_headpose import modelcard, workflow
 from qa_headpose.data import split_train_val
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def describe_data(run_cfg: dict) -> str:
+    """The card's data statement, from what the run's config says it trained on."""
+    text = (
+        "Labelled faces: the train split (faces not in qa_headpose/splits/aflw2000_val.txt) of 1,405 AFLW2000-3D "
+        "images (Zhu et al. 2016; images from AFLW, Koestinger et al. 2011), |angle| <= 99 degrees. "
+    )
+    extra = run_cfg["data"].get("extra")
+    if extra:
+        text += (
+            f"Extra faces: {extra['used']} of the 18,606 AFLW_extra faces (other AFLW photographs, none of AFLW2000-3D) "
+            f"with {extra['labels']} labels ({extra['config']}); the labelled faces repeated "
+            f"{extra['labelled_repeat']}x per epoch. "
+        )
+    return text + (
+        "Non-commercial research terms apply to that data, and so to this model's provenance. No 300W-LP "
+        "training set was available. The val split was the only data used for model choice."
+    )
+
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     parser.add_argument("exported", type=Path)
+    parser.add_argument("--name", required=True, choices=("accurate", "fast"))
     parser.add_argument("--data", default="../shared/data/AFLW2000")
-    parser.add_argument("--dest", type=Path, default=Path(__file__).resolve().parents[1] / "qa_headpose" / "models")
     parser.add_argument("--command", required=True, help="the command that reproduces the run")
     args = parser.parse_args()
 
@@ -32,7 +58,6 @@ def main() -> int:
         ("float Keras", args.run, "float"),
         ("QAT Keras", args.run, "qat"),
         ("float32 .tflite", args.exported / "headpose_float32.tflite", None),
-        ("dynamic-range .tflite", args.exported / "headpose_dynamic.tflite", None),
         ("full-int8 .tflite (shipped)", args.exported / "headpose_int8.tflite", None),
     ]:
         if phase is None and not Path(model).is_file():
@@ -41,42 +66,44 @@ def main() -> int:
         print(label, json.dumps(metrics[label]))
     int8 = args.exported / "headpose_int8.tflite"
     latency = {t: modelcard.time_batch1(int8, t) for t in (1, 2)}
-    run_cfg = workflow.read_run_config(args.run)
+    end_to_end = {}
+    for t in (1, 2):
+        for what, value in modelcard.time_end_to_end(int8, t).items():
+            end_to_end.setdefault(what, {})[t] = value
+    run_cfg = json.loads((args.run / "config.json").read_text())
     summary = json.loads((args.run / "summary.json").read_text())
+    model, train, qat = run_cfg["model"], run_cfg["train"], run_cfg["qat"]
+    start = f"the float weights {train['init_weights']}" if train.get("init_weights") else model["backbone_weights"]
     card = {
         "summary": (
-            f"MobileNetV2 (alpha {run_cfg['model'].alpha:g}, {run_cfg['model'].input_size}x"
-            f"{run_cfg['model'].input_size} BGR input), trained float then quantization-aware (tfmot), exported "
-            "to a full-int8 TFLite model (int8 input, int8 output, every op int8)."
+            f"MobileNetV2 (alpha {model['alpha']:g}, {model['input_size']}x{model['input_size']} BGR input), "
+            "trained float then quantization-aware (tfmot), exported to a full-int8 TFLite model "
+            "(int8 input, int8 output, every op int8)."
         ),
-        "data_statement": (
-            "Trained on the train split (faces not in qa_headpose/splits/aflw2000_val.txt) of 1,405 AFLW2000-3D "
-            "images (Zhu et al. 2016; images from AFLW, Koestinger et al. 2011), |angle| <= 99 degrees. "
-            "Non-commercial research terms apply to that data, and so to this model's provenance. No 300W-LP "
-            "training set was available; the backbone starts from torchvision's ImageNet MobileNetV2 weights "
-            "(ported offline). The val split was the only data used for early stopping and model choice."
-        ),
+        "data_statement": describe_data(run_cfg),
         "command": args.command,
         "recipe": (
-            f"float: {run_cfg['train'].epochs} epochs, AdamW lr {run_cfg['train'].learning_rate:g} (warm-up + cosine), "
-            f"MAE loss on degrees, batch {run_cfg['train'].batch_size}; QAT: {run_cfg['qat'].epochs} epochs at lr "
-            f"{run_cfg['qat'].learning_rate:g}; augmentation (train split only): {run_cfg['train'].augment}. "
-            f"Training time on this machine (2 CPU cores): float {summary['float']['seconds']:.0f} s, "
+            f"start: {start}; float: {train['epochs']} epochs, AdamW lr {train['learning_rate']:g} (warm-up + cosine), "
+            f"MAE loss on degrees, batch {train['batch_size']}; QAT: {qat['epochs']} epochs at lr "
+            f"{qat['learning_rate']:g}; augmentation (train faces only, the student's noise): {train['augment']}. "
+            f"Training time on this machine (2 CPU cores, shared with other jobs): float {summary['float']['seconds']:.0f} s, "
             f"QAT {summary['qat']['seconds']:.0f} s."
         ),
         "val_mae": metrics,
         "int8_minus_float_deg": metrics["full-int8 .tflite (shipped)"]["mean"] - metrics["float Keras"]["mean"],
         "latency_int8_batch1": latency,
+        "latency_end_to_end": end_to_end,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, ai_edge_litert",
         "limitations": (
-            "Trained on ~1.2k faces of one dataset (AFLW2000-3D): expect larger errors on other captures "
-            "(video, IR, strong lighting), on extreme poses (|yaw| > 80) and on faces whose crop differs from "
-            "the training crop. Labels in AFLW2000-3D are fitted, not measured, and pitch is the noisiest. "
-            "Research use only, because of the training data's terms."
+            "Labelled data is ~1.2k faces of one dataset (AFLW2000-3D), the rest are a teacher's labels: expect "
+            "larger errors on other captures (video, IR, strong lighting), on extreme poses (|yaw| > 80) and on "
+            "faces whose crop differs from the training crop. Labels in AFLW2000-3D are fitted, not measured, and "
+            "pitch is the noisiest. Research use only, because of the training data's terms."
         ),
     }
-    modelcard.ship(args.run, args.exported, args.dest, card)
-    print(f"shipped to {args.dest}; int8 - float = {card['int8_minus_float_deg']:+.3f} deg; latency {latency}")
+    card = modelcard.ship(args.run, args.exported, args.name, REPO / "qa_headpose" / "models", REPO / "weights", card)
+    print(f"shipped {args.name}; int8 - float = {card['int8_minus_float_deg']:+.3f} deg; latency {latency}")
+    print(json.dumps(end_to_end))
     return 0
 
 
