@@ -6,6 +6,12 @@ smooths them in videos (`video.FaceTracker`), draws them (`draw.draw_face`) into
 annotated copies, and hands each face to a callback as a row of `COLUMNS`. It never
 prints: ``cli.py`` turns rows into the terminal table, JSON and CSV with the
 formatters here. A bad input is reported and skipped; the run goes on.
+
+With ``jobs > 1`` the inputs are spread over that many worker processes (each with
+its own estimator; decoding, detection, pose and the annotated copy all happen in the
+worker); rows and reports still come back in input order, the same as with one job,
+and at most a few inputs per worker are in flight, so memory stays flat however many
+inputs there are. A video is one input: its frames stay in one process, in order.
 """
 
 from __future__ import annotations
@@ -16,10 +22,15 @@ import dataclasses
 import io
 import logging
 import os
+import pickle
+import signal
 import sys
 import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -37,11 +48,13 @@ logger = logging.getLogger(__name__)
 SAMPLE_IMAGE = Path(__file__).with_name("assets") / "astronaut.jpg"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
-COLUMNS = ("file", "frame", "face", "x0", "y0", "x1", "y1", "score", "yaw", "pitch", "roll")
+COLUMNS = ("file", "frame", "face", "x0", "y0", "x1", "y1", "score", "yaw", "pitch", "roll", "saturated")
 DRAW_MODES = ("axes", "cube", "both")
 # Exit statuses of a run (the CLI returns them): everything read and at least one face;
 # some inputs failed or no face at all; nothing could be read.
 STATUS_OK, STATUS_PARTIAL, STATUS_FAILED = 0, 1, 2
+# Inputs in flight per worker process with --jobs: enough to keep each busy, few enough for flat memory.
+IN_FLIGHT_PER_JOB = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +76,9 @@ class PredictConfig:
         max_frames: stop each video or the webcam after this many frames; None for all.
         show: show video/webcam frames in a window (needs an OpenCV built with a GUI).
         force: overwrite existing output files.
+        jobs: worker processes over which the inputs are spread (each uses ``threads``
+            interpreter threads); 1 runs everything in this process, as does a camera or
+            ``show``.
     """
 
     inputs: tuple[str, ...] = ()
@@ -78,6 +94,7 @@ class PredictConfig:
     max_frames: int | None = None
     show: bool = False
     force: bool = False
+    jobs: int = 1
 
     def __post_init__(self) -> None:
         if self.draw not in DRAW_MODES:
@@ -86,7 +103,7 @@ class PredictConfig:
             raise ValueError("Give either input paths or a camera, not both")
         if self.camera is not None and not 0 <= self.camera < 2**31:
             raise ValueError(f"camera must be an index 0, 1, ... Received: camera={self.camera}")
-        for name in ("threads", "max_faces", "max_frames"):
+        for name in ("threads", "max_faces", "max_frames", "jobs"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1. Received: {name}={value}")
@@ -245,7 +262,7 @@ def plan_outputs(sources: list[Source], output: str | os.PathLike | None, force:
 
 
 def make_row(name: str, frame: int, result: FaceResult) -> dict[str, Any]:
-    """One face as a row of `COLUMNS` (box in pixels, score, angles in degrees)."""
+    """One face as a row of `COLUMNS` (box in pixels, score, angles in degrees, `HeadPose.saturated`)."""
     x0, y0, x1, y1 = result.box
     return {
         "file": name,
@@ -259,6 +276,7 @@ def make_row(name: str, frame: int, result: FaceResult) -> dict[str, Any]:
         "yaw": round(float(result.pose.yaw), 3),
         "pitch": round(float(result.pose.pitch), 3),
         "roll": round(float(result.pose.roll), 3),
+        "saturated": bool(getattr(result.pose, "saturated", False)),
     }
 
 
@@ -424,33 +442,124 @@ def run_predict(
         FileExistsError, ValueError, NotADirectoryError: for outputs that cannot be planned
             (see `plan_outputs`); checked before any work.
     """
-    on_row = on_row or (lambda row: None)
-    on_source = on_source or (lambda report: None)
+    on_row = on_row or _ignore
+    on_source = on_source or _ignore
     sources, reports = collect_sources(cfg.inputs, cfg.camera)
     for report in reports:
         on_source(report)
     plan = plan_outputs(sources, cfg.output, cfg.force)
     rows: list[dict[str, Any]] = []
     if sources and estimator is None:
-        estimator = make_estimator(cfg)
-    for i, src in enumerate(sources):
-        report = SourceReport(src.name, src.kind)
-        start = time.perf_counter()
-        try:
-            if src.kind == "image":
-                new = _run_image(estimator, src, plan.get(i), cfg, report)
-                for row in new:
-                    on_row(row)
-                report.seconds = time.perf_counter() - start
-            else:
-                new = _run_video(estimator, src, plan.get(i), cfg, report, on_row)
-            rows += new
-        except (DataError, ValueError, OSError, cv2.error) as exc:
-            report.error = _one_line(exc)
-            logger.debug("input %s failed", src.name, exc_info=True)
+        estimator = make_estimator(cfg)  # in this process too, so a bad model fails here, once
+    jobs = min(cfg.jobs, len(sources))
+    if jobs > 1 and cfg.camera is None and not cfg.show:
+        done = _run_parallel(estimator, sources, plan, cfg, jobs)
+    else:
+        done = (_run_source(estimator, src, plan.get(i), cfg, on_row) for i, src in enumerate(sources))
+        jobs = 1
+    for new, report in done:
+        if jobs > 1:  # in-process runs call on_row as each face is found
+            for row in new:
+                on_row(row)
+        rows += new
         reports.append(report)
         on_source(report)
     return PredictSummary(rows, reports)
+
+
+def _ignore(_: Any) -> None:
+    return None
+
+
+def _run_source(
+    estimator, src: Source, out: Path | None, cfg: PredictConfig, on_row: Callable
+) -> tuple[list[dict[str, Any]], SourceReport]:
+    """One input's rows and report; a bad input gives no rows and a report with its error."""
+    report = SourceReport(src.name, src.kind)
+    start = time.perf_counter()
+    try:
+        if src.kind == "image":
+            new = _run_image(estimator, src, out, cfg, report)
+            for row in new:
+                on_row(row)
+            report.seconds = time.perf_counter() - start
+        else:
+            new = _run_video(estimator, src, out, cfg, report, on_row)
+    except (DataError, ValueError, OSError, cv2.error) as exc:
+        report.error = _one_line(exc)
+        logger.debug("input %s failed", src.name, exc_info=True)
+        new = []
+    return new, report
+
+
+# The estimator and config of a --jobs worker process, set once by `_init_worker`.
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(estimator_pickle: bytes, cfg: PredictConfig) -> None:
+    """Builds the worker's own estimator (loading its models) and leaves Ctrl-C to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with _native_stderr_silenced():
+        _WORKER["estimator"] = pickle.loads(estimator_pickle)
+    _WORKER["cfg"] = cfg
+
+
+def _work(src: Source, out: Path | None) -> tuple[list[dict[str, Any]], SourceReport]:
+    return _run_source(_WORKER["estimator"], src, out, _WORKER["cfg"], _ignore)
+
+
+def _run_parallel(
+    estimator, sources: list[Source], plan: dict[int, Path], cfg: PredictConfig, jobs: int
+) -> Iterator[tuple[list[dict[str, Any]], SourceReport]]:
+    """`_run_source` of every input in ``jobs`` worker processes; yields in input order.
+
+    At most `IN_FLIGHT_PER_JOB` * jobs inputs are submitted and not yet yielded. If a
+    worker dies (a crash in native code, the OOM killer), the inputs in flight are run
+    again one at a time in a fresh pool, so only the input that kills a worker on its
+    own is reported as failed.
+    """
+    import multiprocessing
+
+    # spawn: a worker inherits no threads, locks or interpreters of this process.
+    context = multiprocessing.get_context("spawn")
+    payload = pickle.dumps(estimator)
+    window = IN_FLIGHT_PER_JOB * jobs
+    queue = deque(range(len(sources)))  # not submitted yet
+    pending: deque[tuple[int, Future]] = deque()  # submitted, in input order
+    suspects: set[int] = set()  # in flight when a worker died: each now runs alone
+    executor: ProcessPoolExecutor | None = None
+    try:
+        while queue or pending:
+            if executor is None:
+                executor = ProcessPoolExecutor(jobs, context, initializer=_init_worker, initargs=(payload, cfg))
+            while queue and len(pending) < window:
+                alone = queue[0] in suspects or (pending and pending[-1][0] in suspects)
+                if alone and pending:
+                    break
+                i = queue.popleft()
+                pending.append((i, executor.submit(_work, sources[i], plan.get(i))))
+                if alone:
+                    break
+            i, future = pending.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                executor.shutdown(wait=True, cancel_futures=True)
+                executor = None
+                lost = [i] + [j for j, _ in pending]
+                pending.clear()
+                if i in suspects:  # it killed a worker while running alone
+                    src = sources[i]
+                    error = "a worker process died while reading this input (a crash in a decoder, or out of memory)"
+                    yield [], SourceReport(src.name, src.kind, error=error)
+                    lost = lost[1:]
+                suspects.update(lost)
+                queue.extendleft(reversed(lost))
+                continue
+            yield result
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -463,16 +572,18 @@ def _one_line(exc: BaseException) -> str:
 def format_header() -> str:
     """The terminal table's header line."""
     return f"{'file':<28} {'frame':>5} {'face':>4} {'x0':>7} {'y0':>7} {'x1':>7} {'y1':>7} {'score':>5} " + (
-        f"{'yaw':>7} {'pitch':>7} {'roll':>7}"
+        f"{'yaw':>7} {'pitch':>7} {'roll':>7} {'saturated':>9}"
     )
 
 
 def format_row(row: dict[str, Any]) -> str:
-    """One row of the terminal table: box in pixels (1 decimal), angles in degrees (1 decimal)."""
+    """One row of the terminal table: box in pixels (1 decimal), angles in degrees (1 decimal), saturated yes/no."""
     name = row["file"] if len(row["file"]) <= 28 else "..." + row["file"][-25:]
+    saturated = "yes" if row.get("saturated") else "no"
     return (
         f"{name:<28} {row['frame']:>5} {row['face']:>4} {row['x0']:>7.1f} {row['y0']:>7.1f} {row['x1']:>7.1f} "
-        f"{row['y1']:>7.1f} {row['score']:>5.2f} {row['yaw']:>7.1f} {row['pitch']:>7.1f} {row['roll']:>7.1f}"
+        f"{row['y1']:>7.1f} {row['score']:>5.2f} {row['yaw']:>7.1f} {row['pitch']:>7.1f} {row['roll']:>7.1f} "
+        f"{saturated:>9}"
     )
 
 

@@ -9,10 +9,16 @@ Smoothing (optional, per track): the One-Euro filter (Casiez, Roussel and Vogel,
 CHI 2012), an exponential smoother whose cutoff frequency rises with speed, so a
 still head is steady and a turning head does not lag much:
 ``cutoff = min_cutoff + beta * speed``, ``alpha = 1 / (1 + 1 / (2 * pi * cutoff * dt))``.
-The pose is filtered on the rotation, not on the Euler angles (which jump near +-180
-and are coupled near yaw +-90): the filtered rotation moves along the geodesic towards
-the new one by ``alpha`` of the way, and ``speed`` is the (itself low-passed) angular
-speed in degrees per second. The box centre and size get the same filter in pixels.
+The pose is filtered on its own (yaw, pitch, roll) angles (`PoseFilter`), never through
+a rotation matrix: a matrix has two Euler readings, and reading it back would fold a
+yaw of 95 into 85 with pitch and roll turned by 180 (and near yaw 90 split pitch and
+roll arbitrarily). Each step moves the filtered pose ``alpha`` of the way towards the
+new one, so the output stays between the inputs: a yaw of +-85..+-99 stays there,
+and a turn from -95 to +95 passes through 0. Pitch and roll are angles on a circle
+and take the short way across +-180 (179 -> -179 is a 2 degree step); yaw, the middle
+angle of the convention (a latitude, canonically within +-90), is never wrapped.
+``speed`` is the (itself low-passed) norm of the angle change, degrees per second.
+The box centre and size get the same filter in pixels.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from qa_headpose.angles import HeadPose, matrix_to_ypr, ypr_to_matrix
+from qa_headpose.angles import HeadPose
 from qa_headpose.data import DataError, to_bgr_uint8
 from qa_headpose.detect import FaceResult, box_iou
 
@@ -95,8 +101,24 @@ class OneEuroFilter:
         return self._x.copy()
 
 
-class RotationFilter:
-    """One-Euro filter on SO(3): smooths head poses along the geodesic, not per Euler angle.
+def _wrap_deg(a: np.ndarray) -> np.ndarray:
+    """Angles in degrees wrapped to [-180, 180)."""
+    return (np.asarray(a, np.float64) + 180.0) % 360.0 - 180.0
+
+
+# Which of (yaw, pitch, roll) are circular (wrapped at +-180): pitch and roll, not yaw.
+_CIRCULAR = np.array([False, True, True])
+
+
+class PoseFilter:
+    """One-Euro filter of head poses on their (yaw, pitch, roll) angles, keeping each angle's branch.
+
+    The filtered pose moves ``alpha`` of the way from the last output to the new pose,
+    angle by angle, so each output lies between the previous output and the input:
+    a yaw of 95 stays 95 (a rotation matrix would read it back as 85 with pitch and roll
+    turned by 180), and a sign change (-95 -> 95) passes through 0. Pitch and roll take
+    the short way across +-180; yaw is never wrapped. ``saturated`` is passed through
+    from each input pose.
 
     Args:
         min_cutoff: cutoff at rest, Hz.
@@ -106,26 +128,29 @@ class RotationFilter:
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 0.02, d_cutoff: float = 1.0) -> None:
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
-        self._r: np.ndarray | None = None
+        self._x: np.ndarray | None = None
         self._speed = 0.0
         self._t = 0.0
 
     def __call__(self, pose: HeadPose | np.ndarray, t: float) -> HeadPose:
         """Filters the pose (yaw, pitch, roll degrees) observed at time ``t`` (seconds)."""
-        r = ypr_to_matrix(np.asarray(pose, np.float64))
-        if self._r is None or t <= self._t:
-            self._r, self._t = r, t
-            return HeadPose(*(float(v) for v in np.asarray(pose, np.float64).reshape(3)))
+        x = np.asarray(pose, np.float64).reshape(3)
+        saturated = bool(getattr(pose, "saturated", False))
+        if not np.all(np.isfinite(x)):
+            return HeadPose(*(float(v) for v in x), saturated)  # passed on as it is, not mixed into the state
+        if self._x is None or t <= self._t:
+            self._x, self._t = x.copy(), t
+            return HeadPose(*(float(v) for v in x), saturated)
         dt = t - self._t
-        rvec, _ = cv2.Rodrigues(self._r.T @ r)  # the rotation from the filtered pose to the new one
-        angle_deg = math.degrees(float(np.linalg.norm(rvec)))
-        self._speed += _alpha(self.d_cutoff, dt) * (angle_deg / dt - self._speed)
+        step = x - self._x
+        step[_CIRCULAR] = _wrap_deg(step[_CIRCULAR])
+        self._speed += _alpha(self.d_cutoff, dt) * (float(np.linalg.norm(step)) / dt - self._speed)
         a = _alpha(self.min_cutoff + self.beta * self._speed, dt)
-        step, _ = cv2.Rodrigues(rvec * a)
-        self._r = self._r @ step
-        self._t = t
-        yaw, pitch, roll = matrix_to_ypr(self._r)
-        return HeadPose(float(yaw), float(pitch), float(roll))
+        out = self._x + a * step
+        # Keep pitch and roll in the input's range: back across +-180 when a step crossed it.
+        out[_CIRCULAR] = np.where(np.abs(out[_CIRCULAR]) > 180.0, _wrap_deg(out[_CIRCULAR]), out[_CIRCULAR])
+        self._x, self._t = out, t
+        return HeadPose(float(out[0]), float(out[1]), float(out[2]), saturated)
 
 
 class _Track:
@@ -133,7 +158,7 @@ class _Track:
         self.id = track_id
         self.box: tuple[float, float, float, float] | None = None
         self.missed = 0
-        self.rotation = RotationFilter(smooth.min_cutoff, smooth.beta, smooth.d_cutoff) if smooth else None
+        self.rotation = PoseFilter(smooth.min_cutoff, smooth.beta, smooth.d_cutoff) if smooth else None
         self.box_filter = OneEuroFilter(smooth.min_cutoff, smooth.box_beta, smooth.d_cutoff) if smooth else None
 
     def update(self, result: FaceResult, t: float) -> FaceResult:
@@ -203,16 +228,27 @@ class FaceTracker:
 
 
 def open_video(path: str | os.PathLike) -> cv2.VideoCapture:
-    """Opens a video file for reading.
+    """Opens a video file for reading, positioned at its first frame.
 
     Raises:
-        DataError: if the file is missing or OpenCV cannot open it as a video.
+        DataError: if the file is missing, OpenCV cannot open it as a video, or not even
+            its first frame can be decoded.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Not a file: {path}")
     if path.stat().st_size == 0:
         raise DataError(f"Empty file: {path}")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise DataError(f"Cannot open video: {path}")
+    # A header OpenCV accepts may still hold no decodable frame (a cut file): read one,
+    # then open again at the start (seeking back is not exact with every codec).
+    ok, _ = capture.read()
+    capture.release()
+    if not ok:
+        raise DataError(f"No frame could be read from {path}")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()

@@ -1,4 +1,4 @@
-"""Video helpers: One-Euro filters (on the rotation), box-overlap tracking, reading and writing video."""
+"""Video helpers: One-Euro filters (on the pose angles), box-overlap tracking, reading and writing video."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from qa_headpose.detect import FaceResult
 from qa_headpose.video import (
     FaceTracker,
     OneEuroFilter,
-    RotationFilter,
+    PoseFilter,
     SmoothConfig,
     VideoSink,
     iter_frames,
@@ -32,24 +32,63 @@ def test_one_euro_keeps_a_constant_and_lags_a_step():
     assert all(5 < a < b < 15 for a, b in zip(out, out[1:]))
 
 
-def test_rotation_filter_reduces_jitter():
+def test_pose_filter_reduces_jitter():
     rng = np.random.default_rng(0)
-    f = RotationFilter(min_cutoff=1.0, beta=0.0)
+    f = PoseFilter(min_cutoff=1.0, beta=0.0)
     raw = np.array([20.0, -5.0, 3.0]) + rng.normal(0, 3, (60, 3))
     out = np.array([f(HeadPose(*p), i / 30) for i, p in enumerate(raw)])
     assert np.std(out[20:], axis=0).max() < 0.5 * np.std(raw[20:], axis=0).min()
     np.testing.assert_allclose(out[20:].mean(axis=0), [20, -5, 3], atol=2.0)
 
 
-def test_rotation_filter_does_not_average_euler_angles_across_the_wrap():
-    f = RotationFilter(min_cutoff=1.0, beta=0.0)
-    rolls = [f(HeadPose(0.0, 0.0, 179.0 if i % 2 else -179.0), i / 30).roll for i in range(30)]
-    # Averaging the numbers would pull roll towards 0; on the rotation it stays upside down.
-    assert min(abs(r) for r in rolls) > 170
+def test_pose_filter_takes_the_short_way_across_180_for_pitch_and_roll():
+    f = PoseFilter(min_cutoff=1.0, beta=0.0)
+    out = [f(HeadPose(0.0, 179.0 if i % 2 else -179.0, 179.0 if i % 2 else -179.0), i / 30) for i in range(30)]
+    # Averaging the numbers would pull pitch and roll towards 0; on the circle they stay near +-180.
+    assert min(min(abs(p.pitch), abs(p.roll)) for p in out) > 177
+    assert max(max(abs(p.pitch), abs(p.roll)) for p in out) <= 180
 
 
-def test_rotation_filter_follows_a_fast_turn_with_beta():
-    slow, fast = RotationFilter(1.0, 0.0), RotationFilter(1.0, 0.05)
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("yaw", [85.0, 89.0, 90.0, 91.0, 95.0, 99.0, 99.21875])
+def test_pose_filter_keeps_a_large_yaw_on_its_branch(yaw, sign):
+    """A still head at |yaw| 85-99 comes back at that yaw, not as 180 - yaw with pitch and roll flipped."""
+    f = PoseFilter(min_cutoff=1.0, beta=0.02)
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, (45, 3))
+    raw = np.array([sign * yaw, 10.0, -5.0]) + noise
+    out = np.array([f(HeadPose(*p), i / 30) for i, p in enumerate(raw)])
+    assert np.all(np.sign(out[:, 0]) == sign)
+    np.testing.assert_allclose(out[:, 0], sign * yaw, atol=0.5)
+    np.testing.assert_allclose(out[:, 1], 10.0, atol=0.5)  # pitch and roll stay, not 180 away
+    np.testing.assert_allclose(out[:, 2], -5.0, atol=0.5)
+
+
+@pytest.mark.parametrize("start, end", [(-95.0, 95.0), (99.0, -99.0), (-85.0, 90.0), (92.0, 85.0)])
+def test_pose_filter_turns_through_the_front_between_large_yaws(start, end):
+    """A sign change of yaw goes through 0 (the face), never round the back of the head (+-180)."""
+    f = PoseFilter(min_cutoff=1.0, beta=0.02)
+    poses = [HeadPose(start, 3.0, -2.0)] * 10 + [HeadPose(end, 3.0, -2.0)] * 60
+    yaws = np.array([f(p, i / 30).yaw for i, p in enumerate(poses)])
+    lo, hi = min(start, end), max(start, end)
+    assert np.all((yaws >= lo - 1e-9) & (yaws <= hi + 1e-9))  # always between the two inputs
+    assert np.all(np.diff(yaws[9:]) * np.sign(end - start) >= 0)  # moving one way, from start to end
+    assert yaws[-1] == pytest.approx(end, abs=0.5)
+    # The same with a ramp frame by frame (a head turning at 450 deg/s).
+    f = PoseFilter(min_cutoff=1.0, beta=0.02)
+    ramp = np.linspace(start, end, 31)
+    yaws = np.array([f(HeadPose(y, 0.0, 0.0), i / 30).yaw for i, y in enumerate(ramp)])
+    assert np.all((yaws >= lo - 1e-9) & (yaws <= hi + 1e-9))
+
+
+def test_pose_filter_passes_saturation_through():
+    f = PoseFilter()
+    assert not f(HeadPose(10.0, 0.0, 0.0), 0.0).saturated
+    assert f(HeadPose(99.21875, 0.0, 0.0, saturated=True), 1 / 30).saturated
+    assert not f(HeadPose(98.0, 0.0, 0.0), 2 / 30).saturated
+
+
+def test_pose_filter_follows_a_fast_turn_with_beta():
+    slow, fast = PoseFilter(1.0, 0.0), PoseFilter(1.0, 0.05)
     for f in (slow, fast):
         f(HeadPose(0, 0, 0), 0.0)
     a, b = slow(HeadPose(40, 0, 0), 1 / 30), fast(HeadPose(40, 0, 0), 1 / 30)
@@ -114,10 +153,21 @@ def test_video_sink_errors(tmp_path):
 def test_open_errors(tmp_path):
     bad = tmp_path / "clip.mp4"
     bad.write_bytes(b"not a video at all" * 10)
-    with pytest.raises(DataError):
-        capture = open_video(bad)
-        if not list(iter_frames(capture)):
-            raise DataError("no frames")
+    with pytest.raises(DataError, match="Cannot open video"):
+        open_video(bad)
+    # A real video cut after its header: OpenCV opens it, but no frame decodes.
+    sink = VideoSink(tmp_path / "whole.mp4", 10)
+    for i in range(5):
+        sink.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    sink.close()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes((tmp_path / "whole.mp4").read_bytes()[:1000])
+    with pytest.raises(DataError, match="No frame could be read"):
+        open_video(cut)
+    capture = open_video(tmp_path / "whole.mp4")  # the check reads a frame; the capture starts at frame 0
+    frames = [frame for _, frame in iter_frames(capture)]
+    capture.release()
+    assert len(frames) == 5 and frames[0].mean() < 5
     with pytest.raises(DataError, match="Not a file"):
         open_video(tmp_path / "missing.mp4")
     with pytest.raises(DataError, match="camera 99"):
