@@ -129,7 +129,6 @@ def test_load_folder_with_box_callable(biwi_dir, labels):
 
 
 def test_load_faces_reads_a_biwi_folder_with_the_detector(biwi_dir, labels, seq_dir):
-    pytest.importorskip("qa_headpose.detect", reason="the face detector module is not in this checkout")
     assert biwi.is_biwi_folder(biwi_dir) and biwi.is_biwi_folder(biwi_dir / "hpdb" / SEQ)
     faces = load_faces(biwi_dir)
     assert len(faces) == 11 and faces.names[1] == "01/frame_00166"

@@ -1,4 +1,4 @@
-import io
+import os
 
 import numpy as np
 import pytest
@@ -105,13 +105,31 @@ def test_read_image_converts_gray_rgba_16bit(tmp_path):
 
 
 def test_save_is_atomic_on_failure(tmp_path, aflw_faces, monkeypatch):
+    """A write that fails after the data went to disk leaves the old file whole and no temporary file."""
     path = tmp_path / "out.npz"
+    path.write_bytes(b"the previous file")
+    written = {}
 
-    def boom(*args, **kwargs):
+    def rename_fails(src, dst):
+        written["bytes"] = os.path.getsize(src)  # the new file is complete under another name
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(os, "replace", rename_fails)
+    with pytest.raises(OSError, match="rename failed"):
+        data.save_fsanet_npz(aflw_faces, path)
+    assert written["bytes"] > 24 * 64 * 64 * 3  # the crops alone
+    assert path.read_bytes() == b"the previous file" and list(tmp_path.iterdir()) == [path]
+    monkeypatch.undo()
+
+    def fsync_fails(fd):
+        written["partial"] = os.fstat(fd).st_size
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", boom)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(os, "fsync", fsync_fails)
+    with pytest.raises(OSError, match="disk full"):
         data.save_fsanet_npz(aflw_faces, path)
-    assert not path.exists() and not list(tmp_path.iterdir())
-    assert isinstance(io.BytesIO(), io.BytesIO)
+    assert written["partial"] > 0
+    assert path.read_bytes() == b"the previous file" and list(tmp_path.iterdir()) == [path]
+    monkeypatch.undo()
+    data.save_fsanet_npz(aflw_faces, path)
+    assert len(data.load_fsanet_npz(path)) == 24 and list(tmp_path.iterdir()) == [path]

@@ -20,18 +20,25 @@ def test_qat_model_is_trained_and_saved_with_fake_quant(tiny_run, tiny_model_con
     np.testing.assert_allclose(again.predict_on_batch(x), qat_model.predict_on_batch(x), atol=1e-5)
 
 
-def test_pose_output_range_is_fixed_in_degrees(tiny_model_config):
+def test_pose_output_range_is_fixed_in_degrees(tiny_model_config, tiny_int8_tflite):
+    """Pose outputs beyond the int8 range clip to -100 / +99.2 degrees, in QAT and in the int8 export."""
     from qa_headpose import qat
     from qa_headpose.model import build_model
+    from qa_headpose.runtime import TFLiteRunner
 
     model = qat.make_qat_model(build_model(tiny_model_config))
-    quantizer = model.get_layer("quant_pose").quantize_config.get_activations_and_quantizers(
-        model.get_layer("quant_pose").layer
-    )
-    assert quantizer and qat.OUTPUT_MIN_DEG == -100.0 and abs(qat.OUTPUT_MAX_DEG - 99.21875) < 1e-9
-    # A large pre-activation is clipped to the fixed range, not to tfmot's default +-6.
-    big = model.get_layer("quant_pose")
-    assert big.quantize_config.get_activations_and_quantizers(big.layer)[0][1].init_max == qat.OUTPUT_MAX_DEG
+    layer = model.get_layer("quant_pose")
+    (kernel,) = [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] == "kernel"]
+    (bias,) = [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] == "bias"]
+    kernel.assign(np.zeros(kernel.shape, np.float32))
+    bias.assign(np.array([1000.0, -1000.0, 50.0], np.float32))  # far beyond tfmot's default +-6 as well
+    out = np.asarray(model(np.zeros((1, 32, 32, 3), np.float32), training=False))[0]
+    # Clipped to 127 and -128 steps of 100/128 degrees; 50 lies on the grid and passes.
+    np.testing.assert_allclose(out, [127 * 100 / 128, -100.0, 50.0], atol=1e-4)
+    # The exported int8 model dequantizes its output with the same steps and ends.
+    runner = TFLiteRunner(tiny_int8_tflite)
+    assert runner.output_quantization == (100 / 128, 0)
+    assert runner.output_range() == (out[1], out[0])
 
 
 def test_training_lowers_the_loss(synthetic_faces, tiny_model_config, tmp_path):
