@@ -431,7 +431,9 @@ def run_predict(
     Args:
         cfg: the run's `PredictConfig`.
         estimator: a `HeadPoseEstimator` to use; None builds one with `make_estimator`.
-        on_row: called with each face's row as soon as it is found.
+            With ``cfg.jobs > 1`` each worker process gets a copy (it pickles as its settings).
+        on_row: called with each face's row as soon as it is found (with jobs > 1, in input
+            order as each input's result comes back).
         on_source: called with each input's `SourceReport` when it is done (or failed).
 
     Returns:
@@ -441,6 +443,9 @@ def run_predict(
         ModelError: if a model is missing or invalid.
         FileExistsError, ValueError, NotADirectoryError: for outputs that cannot be planned
             (see `plan_outputs`); checked before any work.
+        RuntimeError: if ``cfg.jobs > 1`` and the worker processes cannot start: they are
+            spawned, so a script calling this with jobs > 1 must guard its entry point
+            with ``if __name__ == "__main__":``.
     """
     on_row = on_row or _ignore
     on_source = on_source or _ignore
@@ -508,6 +513,30 @@ def _work(src: Source, out: Path | None) -> tuple[list[dict[str, Any]], SourceRe
     return _run_source(_WORKER["estimator"], src, out, _WORKER["cfg"], _ignore)
 
 
+def _ready() -> bool:
+    return "estimator" in _WORKER
+
+
+def _start_pool(jobs: int, context: Any, payload: bytes, cfg: PredictConfig) -> ProcessPoolExecutor:
+    """A process pool whose workers have started and built their estimators.
+
+    Raises:
+        RuntimeError: if the workers cannot start, e.g. when the program that calls
+            `run_predict` does not guard its entry point with ``if __name__ == "__main__":``
+            (each spawned worker imports the main module).
+    """
+    executor = ProcessPoolExecutor(jobs, context, initializer=_init_worker, initargs=(payload, cfg))
+    try:
+        executor.submit(_ready).result()
+    except BrokenProcessPool:
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise RuntimeError(
+            "The worker processes of jobs > 1 could not start; a script that calls run_predict with jobs > 1 "
+            'must guard its entry point with `if __name__ == "__main__":`'
+        ) from None
+    return executor
+
+
 def _run_parallel(
     estimator, sources: list[Source], plan: dict[int, Path], cfg: PredictConfig, jobs: int
 ) -> Iterator[tuple[list[dict[str, Any]], SourceReport]]:
@@ -517,6 +546,9 @@ def _run_parallel(
     worker dies (a crash in native code, the OOM killer), the inputs in flight are run
     again one at a time in a fresh pool, so only the input that kills a worker on its
     own is reported as failed.
+
+    Raises:
+        RuntimeError: if the worker processes cannot start (`_start_pool`).
     """
     import multiprocessing
 
@@ -531,7 +563,7 @@ def _run_parallel(
     try:
         while queue or pending:
             if executor is None:
-                executor = ProcessPoolExecutor(jobs, context, initializer=_init_worker, initargs=(payload, cfg))
+                executor = _start_pool(jobs, context, payload, cfg)
             while queue and len(pending) < window:
                 alone = queue[0] in suspects or (pending and pending[-1][0] in suspects)
                 if alone and pending:
