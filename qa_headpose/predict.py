@@ -464,6 +464,7 @@ def run_predict(
         jobs = 1
     for new, report in done:
         if jobs > 1:  # in-process runs call on_row as each face is found
+            new = [{key: row[key] for key in COLUMNS} for row in new]  # one copy of each key, not one per row
             for row in new:
                 on_row(row)
         rows += new
@@ -502,15 +503,54 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(estimator_pickle: bytes, cfg: PredictConfig) -> None:
-    """Builds the worker's own estimator (loading its models) and leaves Ctrl-C to the parent."""
+    """Builds the worker's own estimator (loading its models); Ctrl-C is the parent's to handle."""
+    import threading
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     with _native_stderr_silenced():
         _WORKER["estimator"] = pickle.loads(estimator_pickle)
     _WORKER["cfg"] = cfg
 
 
+def _watch_parent(parent: int) -> None:
+    # A worker whose parent was killed would otherwise wait for work forever.
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # The parent stops the run: an input in progress unwinds (its partial output file is
+    # removed on the way); an idle worker just ends.
+    if _WORKER.get("busy"):
+        _WORKER["stopping"] = True
+        raise KeyboardInterrupt
+    os._exit(0)
+
+
 def _work(src: Source, out: Path | None) -> tuple[list[dict[str, Any]], SourceReport]:
-    return _run_source(_WORKER["estimator"], src, out, _WORKER["cfg"], _ignore)
+    _WORKER["busy"] = True
+    try:
+        return _run_source(_WORKER["estimator"], src, out, _WORKER["cfg"], _ignore)
+    finally:
+        _WORKER["busy"] = False
+        if _WORKER.get("stopping"):  # unwound and cleaned up; nobody waits for the result
+            os._exit(0)
+
+
+def _stop_workers(executor: ProcessPoolExecutor) -> None:
+    """Ends a pool now (after Ctrl-C or an error in this process), not after the inputs in flight."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
 
 
 def _ready() -> bool:
@@ -589,6 +629,11 @@ def _run_parallel(
                 queue.extendleft(reversed(lost))
                 continue
             yield result
+    except BaseException:  # Ctrl-C, or the caller stopped (an exception in on_row) while work was in flight
+        if executor is not None:
+            _stop_workers(executor)
+            executor = None
+        raise
     finally:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)

@@ -324,6 +324,7 @@ class VideoSink:
         """
         h, w = frame.shape[:2]
         if self._writer is None:
+            self._tmp.parent.mkdir(parents=True, exist_ok=True)
             self._writer = cv2.VideoWriter(str(self._tmp), self._fourcc, self.fps, (w, h))
             if not self._writer.isOpened():
                 self._writer = None

@@ -407,3 +407,29 @@ def test_saturated_poses_are_flagged_in_the_rows(capsys, tmp_path):
     assert _table(out)[0]["saturated"] == "yes"
     code, _, _ = _run(capsys, "--json", tmp_path / "shipped.json")
     assert code == 0 and json.loads((tmp_path / "shipped.json").read_text())["faces"][0]["saturated"] is False
+
+
+def test_jobs_stop_at_once_and_clean_up_when_interrupted(tmp_path):
+    """Ctrl-C (here: KeyboardInterrupt from on_row) ends the workers mid-video and leaves no partial file."""
+    import multiprocessing
+
+    from qa_headpose.predict import run_predict
+
+    video = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (320, 240))
+    face = cv2.resize(cv2.imread(str(SAMPLE_IMAGE))[20:320, 100:400], (180, 180))
+    for i in range(1000):  # many seconds of work, even on a fast machine
+        frame = np.full((240, 320, 3), 90, np.uint8)
+        frame[30:210, 40 + i % 60 : 220 + i % 60] = face
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "drawn"
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    cfg = PredictConfig(inputs=(str(SAMPLE_IMAGE), str(video)), output=str(out), jobs=2, threads=1)
+    with pytest.raises(KeyboardInterrupt):
+        run_predict(cfg, on_row=interrupt)  # the image's row comes back while the video is being read
+    assert multiprocessing.active_children() == []
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.jpg"]  # no partial or temporary video

@@ -126,8 +126,9 @@ def test_runner_shared_by_threads_returns_each_call_alone():
     from qa_headpose.estimator import DEFAULT_MODEL
 
     rng = np.random.default_rng(0)
-    inputs = [rng.uniform(0, 255, (1 + i % 6, 128, 128, 3)).astype(np.float32) for i in range(40)]
     alone = TFLiteRunner(DEFAULT_MODEL, max_concurrency=1)
+    size = alone.input_size
+    inputs = [rng.uniform(0, 255, (1 + i % 6, size, size, 3)).astype(np.float32) for i in range(40)]
     expected = [alone(x) for x in inputs]
     shared = TFLiteRunner(DEFAULT_MODEL, max_concurrency=8)
     order = np.random.default_rng(1).permutation(np.repeat(np.arange(40), 8))

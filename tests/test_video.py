@@ -137,6 +137,11 @@ def test_video_sink_round_trip(tmp_path):
     capture.release()
     assert len(read) == 7 and read[0][1].shape == (48, 64, 3)
     assert list(tmp_path.iterdir()) == [path]
+    # A folder that does not exist yet is made (predict --output DIR with a video as the first input).
+    sink = VideoSink(tmp_path / "new" / "out.avi", 10)
+    sink.write(frames[0])
+    sink.close()
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["out.avi"]
 
 
 def test_video_sink_errors(tmp_path):
