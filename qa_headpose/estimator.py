@@ -8,27 +8,36 @@ from pathlib import Path
 
 import numpy as np
 
+from qa_headpose import registry
 from qa_headpose.angles import HeadPose, from_model_output
 from qa_headpose.preprocess import to_model_input
 from qa_headpose.runtime import ModelError, TFLiteRunner
 
-MODELS_DIR = Path(__file__).with_name("models")
-DEFAULT_MODEL = MODELS_DIR / "headpose_int8.tflite"
+MODELS_DIR = registry.MODELS_DIR
+DEFAULT_MODEL = registry.shipped_model_path(registry.DEFAULT_MODEL_NAME)
 
 
-def default_model_path() -> Path:
-    """The shipped full-int8 model.
+def default_model_path(name: str = registry.DEFAULT_MODEL_NAME) -> Path:
+    """The shipped full-int8 model of that name ("accurate", the default, or "fast").
 
     Raises:
-        ModelError: if the package was installed without its model file.
+        ModelError: for an unknown name, or if the package was installed without the model file.
     """
-    if not DEFAULT_MODEL.is_file():
-        raise ModelError(f"The shipped model is missing: {DEFAULT_MODEL}; reinstall qa-headpose or pass a model path")
-    return DEFAULT_MODEL
+    try:
+        path = registry.shipped_model_path(name)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    if not path.is_file():
+        raise ModelError(f"The shipped model is missing: {path}; reinstall qa-headpose or pass a model path")
+    return path
 
 
 class HeadPoseEstimator:
-    """Head pose from face crops with a TFLite model (the shipped full-int8 one by default).
+    """Head pose from face crops with a TFLite model: a shipped one by name, or a path.
+
+    ``HeadPoseEstimator()`` is ``HeadPoseEstimator("accurate")`` (128x128, the most
+    accurate); ``HeadPoseEstimator("fast")`` (64x64) takes about a third of the time per
+    face for about half a degree more error; any other string or path is a .tflite file.
 
     Thread safety: one estimator may be shared by any number of threads (a web server's
     pool, say). `predict`, `predict_batch` and `predict_image` return exactly what they
@@ -43,7 +52,7 @@ class HeadPoseEstimator:
     still, create one per worker in the pool's ``initializer``.
 
     Args:
-        model_path: a head-pose .tflite; None for the shipped model.
+        model_path: "accurate" (also None), "fast", or the path of a head-pose .tflite.
         num_threads: interpreter threads.
         require_int8: refuse a model that is not full-int8 (e.g. a float32 export).
         max_concurrency: most calls that run at the same time (interpreters per model);
@@ -68,7 +77,10 @@ class HeadPoseEstimator:
         require_int8: bool = False,
         max_concurrency: int | None = None,
     ) -> None:
-        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        if model_path is None or (isinstance(model_path, str) and model_path in registry.MODEL_NAMES):
+            self.model_path = default_model_path(model_path or registry.DEFAULT_MODEL_NAME)
+        else:
+            self.model_path = Path(model_path)
         self.runner = TFLiteRunner(self.model_path, num_threads=num_threads, max_concurrency=max_concurrency)
         self.require_int8 = bool(require_int8)
         if require_int8 and not self.runner.is_fully_int8():

@@ -54,8 +54,8 @@ DOCUMENTED = (DataError, ModelError, ValueError)  # DataError and ModelError are
 
 # ---------------------------------------------------------------- models
 def _pick(name: str, fallback: str, request) -> Path:
-    """The shipped model, else an exported run's, else the session's tiny model (converted once)."""
-    candidates = [MODELS_DIR / name, *sorted(REPO.glob(f"runs/*/models/{name}"), key=lambda p: p.stat().st_size)]
+    """The shipped model (or its float32 twin in weights/), else the session's tiny model (converted once)."""
+    candidates = [MODELS_DIR / name, REPO / "weights" / "accurate" / name]
     for path in candidates:
         if path.is_file():
             return path
@@ -67,7 +67,7 @@ def models(request, tmp_path_factory) -> dict[str, Path]:
     """Copies (without their JSON) of an int8 and a float32 head-pose model."""
     out = tmp_path_factory.mktemp("hostile_models")
     copies = {"int8": out / "headpose_int8.tflite", "float32": out / "headpose_float32.tflite"}
-    shutil.copyfile(_pick("headpose_int8.tflite", "int8", request), copies["int8"])
+    shutil.copyfile(_pick("headpose_accurate_int8.tflite", "int8", request), copies["int8"])
     shutil.copyfile(_pick("headpose_float32.tflite", "float32", request), copies["float32"])
     return copies
 
@@ -207,9 +207,9 @@ def _save_tflite(payload: bytes, path: Path) -> Any:
 
 
 def _benchmark():
-    from qa_headpose import benchmark
+    from qa_headpose import bench
 
-    return benchmark
+    return bench
 
 
 def _export_over(c: Ctx, existing: Path) -> list:

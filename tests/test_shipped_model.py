@@ -1,63 +1,89 @@
-"""The model that ships inside the package: present, fully int8, documented, and accurate on real faces."""
+"""The two models that ship inside the package: present, fully int8, documented, and accurate on real faces."""
 
 import json
 
 import numpy as np
 import pytest
 
+from qa_headpose import registry
 from qa_headpose.estimator import DEFAULT_MODEL, MODELS_DIR
+from qa_headpose.modelcard import sha256
+from qa_headpose.runtime import TFLiteRunner
+
+NAMES = registry.MODEL_NAMES
+SHIPPED = "full-int8 .tflite (shipped)"
 
 
-def test_shipped_model_is_there():
-    # The package ships it (setup.cfg package_data); a missing file is a broken install, not a reason to skip.
-    assert DEFAULT_MODEL.is_file(), DEFAULT_MODEL
+def _card(name: str) -> dict:
+    return json.loads((MODELS_DIR / f"headpose_{name}.card.json").read_text())
 
 
-def test_shipped_model_is_full_int8_and_small():
-    from qa_headpose.runtime import TFLiteRunner
+def test_the_default_is_the_accurate_model_and_both_are_there():
+    # The package ships them (setup.cfg package_data); a missing file is a broken install, not a reason to skip.
+    assert DEFAULT_MODEL == registry.shipped_model_path("accurate")
+    for name in NAMES:
+        assert registry.shipped_model_path(name).is_file(), name
 
-    runner = TFLiteRunner(DEFAULT_MODEL)
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_model_is_full_int8_and_small(name):
+    path = registry.shipped_model_path(name)
+    runner = TFLiteRunner(path)
     assert runner.is_fully_int8()
     assert runner.input_dtype == np.int8 and runner.output_dtype == np.int8
-    assert DEFAULT_MODEL.stat().st_size <= 3_000_000
+    assert path.stat().st_size <= 3_000_000
+    assert runner.input_size == {"accurate": 128, "fast": 64}[name]
 
 
-def test_model_card_matches_the_files():
-    from qa_headpose.modelcard import sha256
-
-    card = json.loads((MODELS_DIR / "headpose_int8.card.json").read_text())
-    assert card["files"]["headpose_int8.tflite"]["sha256"] == sha256(DEFAULT_MODEL)
-    assert card["angle_order"] == ["yaw", "pitch", "roll"]
-    shipped = card["val_mae"]["full-int8 .tflite (shipped)"]
-    assert shipped["count"] > 200
-    assert (MODELS_DIR / "MODEL_CARD.md").read_text().count(f"{shipped['mean']:.2f}") >= 1
-    meta = json.loads((MODELS_DIR / "headpose_int8.json").read_text())
-    assert (
-        meta["input_size"] == json.loads((MODELS_DIR / "headpose_train_config.json").read_text())["model"]["input_size"]
+@pytest.mark.parametrize("name", NAMES)
+def test_model_card_matches_the_files(name):
+    card = _card(name)
+    assert card["name"] == name
+    assert card["files"][f"qa_headpose/models/headpose_{name}_int8.tflite"]["sha256"] == sha256(
+        registry.shipped_model_path(name)
     )
+    assert card["angle_order"] == ["yaw", "pitch", "roll"]
+    shipped = card["val_mae"][SHIPPED]
+    assert shipped["count"] > 200
+    assert (MODELS_DIR / f"MODEL_CARD_{name}.md").read_text().count(f"{shipped['mean']:.2f}") >= 1
+    meta = json.loads((MODELS_DIR / f"headpose_{name}_int8.json").read_text())
+    float_config = registry.float_files(name)["train_config"]
+    if float_config.is_file():  # a checkout; the wheel carries no float files
+        assert meta["input_size"] == json.loads(float_config.read_text())["model"]["input_size"]
 
 
-def test_shipped_model_scores_the_val_split_as_its_card_says(aflw_dir):
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_model_scores_the_val_split_as_its_card_says(name, aflw_dir):
     """Re-measures the card's int8 val MAE from the real AFLW2000 files."""
     from qa_headpose import workflow
     from qa_headpose.data import split_train_val
 
     faces, _ = workflow.load_filtered([aflw_dir])
     _, val = split_train_val(faces)
-    metrics, _ = workflow.evaluate_model(DEFAULT_MODEL, val)
-    card = json.loads((MODELS_DIR / "headpose_int8.card.json").read_text())["val_mae"]["full-int8 .tflite (shipped)"]
+    metrics, _ = workflow.evaluate_model(registry.shipped_model_path(name), val)
+    card = _card(name)["val_mae"][SHIPPED]
     assert metrics["count"] == card["count"]
     assert metrics["mean"] == pytest.approx(card["mean"], abs=1e-3)
     assert metrics["mean"] < 6.0  # far better than predicting the mean pose (~17 degrees)
 
 
-def test_estimator_default_api_on_a_real_face(aflw_faces):
-    from qa_headpose import HeadPose, HeadPoseEstimator
+def test_the_accurate_model_beats_the_fast_one_on_val():
+    accurate, fast = (_card(n)["val_mae"][SHIPPED]["mean"] for n in ("accurate", "fast"))
+    assert accurate < fast
 
-    estimator = HeadPoseEstimator()
+
+def test_estimator_by_name_on_a_real_face(aflw_faces):
+    from qa_headpose import HeadPose, HeadPoseEstimator
+    from qa_headpose.runtime import ModelError
+
     crops = list(aflw_faces.crops(120)[:6])
-    poses = estimator.predict_batch(crops)
-    assert all(isinstance(p, HeadPose) for p in poses)
-    assert estimator.predict(crops[0]) == pytest.approx(poses[0], abs=1e-4)
-    mae = np.mean(np.abs(np.array(poses) - aflw_faces.poses[:6]))
-    assert mae < 15
+    default = HeadPoseEstimator()
+    assert default.model_path == HeadPoseEstimator("accurate").model_path
+    for estimator in (default, HeadPoseEstimator("fast")):
+        poses = estimator.predict_batch(crops)
+        assert all(isinstance(p, HeadPose) for p in poses)
+        assert estimator.predict(crops[0]) == pytest.approx(poses[0], abs=1e-4)
+        mae = np.mean(np.abs(np.array([p[:3] for p in poses]) - aflw_faces.poses[:6]))
+        assert mae < 15
+    with pytest.raises(ModelError, match="No|not found|missing"):
+        HeadPoseEstimator("no-such-model.tflite")
