@@ -81,6 +81,9 @@ class HeadPoseEstimator:
             self.model_path = default_model_path(model_path or registry.DEFAULT_MODEL_NAME)
         else:
             self.model_path = Path(model_path)
+            if not self.model_path.exists() and not self.model_path.suffix:
+                names = ", ".join(repr(n) for n in registry.MODEL_NAMES)
+                raise ModelError(f"No model named {str(model_path)!r}: pass {names} or the path of a .tflite file")
         self.runner = TFLiteRunner(self.model_path, num_threads=num_threads, max_concurrency=max_concurrency)
         self.require_int8 = bool(require_int8)
         if require_int8 and not self.runner.is_fully_int8():
