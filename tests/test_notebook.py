@@ -98,11 +98,11 @@ def test_notebook_runs_in_fast_mode(aflw_dir, tmp_path):
     assert not (out_dir / "headpose_float32.tflite").exists()  # fast mode exports int8 only
 
     figures = ["training_curves", "errors_vs_yaw", "data_crops", "worst_faces"]
-    if _has("benchmark"):
+    if _has("bench"):
         figures.append("latency_vs_threads")
         assert json.loads((out_dir / "benchmark.json").read_text())["results"]
     else:
-        print("qa_headpose.benchmark is missing: the benchmark section was skipped", file=sys.stderr)
+        print("qa_headpose.bench is missing: the benchmark section was skipped", file=sys.stderr)
     if _has("draw") and _has("detect") and _has("predict"):
         figures.append("sample_prediction")
     for name in figures:

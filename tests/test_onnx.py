@@ -77,7 +77,7 @@ def test_runner_rejects_bad_input_and_files(tiny_onnx, tmp_path):
 
 
 def test_benchmark_onnx_rows_with_accuracy(tiny_onnx, synthetic_faces):
-    from qa_headpose import benchmark
+    from qa_headpose import bench as benchmark
 
     crops = synthetic_faces.crops(32).astype(np.float32)
     cfg = benchmark.BenchmarkConfig(

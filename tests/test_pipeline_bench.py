@@ -31,8 +31,8 @@ def test_pipeline_is_deterministic_and_resumes_mid_run(synthetic_faces):
 
 
 def test_pipeline_bench_on_a_tiny_model():
+    from qa_headpose.bench.pipeline import format_summary, make_random_faces, run_pipeline_bench
     from qa_headpose.config import ModelConfig
-    from qa_headpose.pipeline_bench import format_summary, make_random_faces, run_pipeline_bench
 
     faces = make_random_faces(32, side=48)
     assert len(faces) == 32 and faces.images[0].shape == (48, 48, 3)
@@ -46,9 +46,9 @@ def test_pipeline_bench_on_a_tiny_model():
 
 
 def test_fit_throughput_on_the_pipeline(synthetic_faces):
+    from qa_headpose.bench.pipeline import _compile, measure_fit
     from qa_headpose.config import ModelConfig
     from qa_headpose.model import build_model
-    from qa_headpose.pipeline_bench import _compile, measure_fit
 
     model = build_model(ModelConfig(input_size=TINY, alpha=0.35, dropout=0.0))
     _compile(model)

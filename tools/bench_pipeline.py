@@ -1,4 +1,4 @@
-"""Thin script: time the tf.data training pipeline, float/QAT train steps and fit; see qa_headpose.pipeline_bench.
+"""Thin script: time the tf.data training pipeline, float/QAT train steps and fit; see qa_headpose.bench.pipeline.
 
 Usage: PYTHONPATH=. python tools/bench_pipeline.py [--data X.npz] [--input-size 64] [--alpha 1.0] [--batch-size 64]
                                                   [--steps 20] [--no-fit] [--json out.json]
@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from qa_headpose import pipeline_bench
+from qa_headpose.bench import pipeline as pipeline_bench
 from qa_headpose.config import ModelConfig, write_json_atomic
 
 

@@ -108,7 +108,7 @@ def optional(name: str):
         return None
 
 
-draw, detect, benchmark, predict = (optional(n) for n in ("draw", "detect", "benchmark", "predict"))
+draw, detect, bench, predict = (optional(n) for n in ("draw", "detect", "bench", "predict"))
 
 if FAST:
     PRESET = "tiny"
@@ -403,7 +403,7 @@ show(fig, "worst_faces")
         """
 ## 6. Benchmark: latency vs threads
 
-`benchmark.run_benchmark` times each model in a fresh worker process on the LiteRT interpreter:
+`bench.run_benchmark` times each model in a fresh worker process on the LiteRT interpreter:
 untimed warm-up calls, then timed batch-1 calls (p50/p90 in ms), for each thread count.
 Numbers depend on the machine and on what else runs on it.
 """,
@@ -411,12 +411,12 @@ Numbers depend on the machine and on what else runs on it.
     (
         "code",
         """
-if benchmark is None:
-    print("skipped: the benchmark needs qa_headpose.benchmark")
+if bench is None:
+    print("skipped: the benchmark needs qa_headpose.bench")
 else:
     cpus = os.cpu_count() or 1
     threads = tuple(sorted({t for t in (1, 2, 4, 8) if t <= cpus} | {cpus}))
-    bench_cfg = benchmark.BenchmarkConfig(
+    bench_cfg = bench.BenchmarkConfig(
         threads=threads,
         batch_sizes=(1,) if FAST else (1, 8, 32),
         warmup=3 if FAST else 10,
@@ -425,11 +425,11 @@ else:
         runtimes=("litert",),
         xnnpack=(True,) if FAST else (True, False),
     )
-    bench = benchmark.run_benchmark([benchmark.model_spec(p) for p in models.values()], bench_cfg)
-    print(benchmark.format_table(bench))
-    benchmark.write_report_json(bench, out_dir / "benchmark.json")
+    bench_report = bench.run_benchmark([bench.model_spec(p) for p in models.values()], bench_cfg)
+    print(bench.format_table(bench_report))
+    bench.write_report_json(bench_report, out_dir / "benchmark.json")
     latency_png = fig_dir / "latency_vs_threads.png"
-    benchmark.plot_latency(bench, latency_png)
+    bench.plot_latency(bench_report, latency_png)
     display(Image(filename=str(latency_png)))
 """,
     ),
