@@ -256,29 +256,69 @@ def _format_mae(label: str, m: dict) -> str:
 
 # ---------------------------------------------------------------- export
 def _add_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", type=Path, help="a training run folder (qa-headpose train --out)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the .tflite files and their .json")
+    p.add_argument(
+        "run",
+        type=Path,
+        nargs="?",
+        help="a training run folder (default: the newest run under --runs-dir, by its qat/best.weights.h5)",
+    )
+    p.add_argument("--out", type=Path, help="folder for the .tflite files and their .json (default: RUN/models)")
     p.add_argument("--variants", default="int8,float32,dynamic", help="comma list of int8, float32, dynamic")
     p.add_argument("--io-dtype", choices=("int8", "uint8"), default="int8")
     p.add_argument("--num-calibration", type=_positive_int, default=200)
     p.add_argument("--data", nargs="+", help="calibration data for int8 (default: the run's own train split)")
     p.add_argument("--name", default="headpose", help="file name prefix")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
+    _add_runs_dir(p)
+    _add_progress(p)
+
+
+def _add_runs_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--runs-dir", type=Path, help="folder of your training runs (default: $QA_HEADPOSE_RUNS_DIR or runs)"
+    )
+
+
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", action="store_true", help="progress bars on stderr even when it is not a terminal")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+
+
+def _progress_bar(args: argparse.Namespace, total: int, unit: str):
+    """A tqdm bar on stderr: shown on a terminal or with --progress, never with --quiet."""
+    from tqdm import tqdm
+
+    show = not args.quiet and (args.progress or sys.stderr.isatty())
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=not show, dynamic_ncols=True)
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    import time
+
     from qa_headpose.config import ExportConfig
 
-    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    variants = tuple(dict.fromkeys(v.strip() for v in args.variants.split(",") if v.strip()))
     bad = set(variants) - {"int8", "float32", "dynamic"}
     if bad or not variants:
         raise UsageError(f"--variants takes int8, float32, dynamic. Received: {args.variants!r}")
     from qa_headpose import workflow
 
-    run = workflow.read_run_config(args.run)
+    run_dir = args.run
+    if run_dir is None:
+        from qa_headpose.bench.models import newest_run, runs_dir
+
+        run_dir = newest_run(args.runs_dir)
+        if run_dir is None:
+            raise UsageError(
+                f"no trained run in {runs_dir(args.runs_dir)}/ (no RUN/qat/best.weights.h5); "
+                "train one with `qa-headpose train --out runs/NAME`, or pass the run folder"
+            )
+    run = workflow.read_run_config(run_dir)
+    out = args.out if args.out is not None else run_dir / "models"
     for v in variants:
         for suffix in (".tflite", ".json"):
-            _check_output(args.out / f"{args.name}_{v}{suffix}", args.force)
+            _check_output(out / f"{args.name}_{v}{suffix}", args.force)
     calibration = None
     if "int8" in variants:  # the representative dataset: the run's own training crops
         if args.data:
@@ -286,15 +326,25 @@ def _run_export(args: argparse.Namespace) -> int:
         else:
             data = run["data"]
             if not data.get("data"):
-                raise UsageError(f"{args.run} records no training data; pass --data for the int8 calibration crops")
+                raise UsageError(f"{run_dir} records no training data; pass --data for the int8 calibration crops")
             calibration = workflow.prepare_data(
                 data["data"], data.get("val_data") or None, _split_of(data), data.get("limit_deg")
             ).train
+    if args.run is None:
+        trained = time.strftime("%Y-%m-%d %H:%M", time.localtime((run_dir / "qat" / "best.weights.h5").stat().st_mtime))
+        print(f"exporting the newest run {run_dir} (QAT weights of {trained}) to {out}")
+    else:
+        print(f"exporting {run_dir} to {out}")
     cfg = ExportConfig(num_calibration=args.num_calibration, io_dtype=args.io_dtype)
-    written = workflow.export_run(args.run, args.out, calibration, cfg, variants, args.name)
+    written = {}
+    with _progress_bar(args, len(variants), "model") as bar:
+        for variant in variants:
+            bar.set_description(f"converting {variant}")
+            written.update(workflow.export_run(run_dir, out, calibration, cfg, (variant,), args.name))
+            bar.update(1)
     for variant, meta in written.items():
         print(
-            f"{variant}: {args.out / (args.name + '_' + variant + '.tflite')} {meta['file_size_bytes'] / 1e6:.2f} MB, "
+            f"{variant}: {out / (args.name + '_' + variant + '.tflite')} {meta['file_size_bytes'] / 1e6:.2f} MB, "
             f"input {meta['input_dtype']}, output {meta['output_dtype']}, fully int8: {meta['fully_int8']}"
         )
     return EXIT_OK
@@ -458,24 +508,36 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _add_benchmark(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--model", nargs="+", type=Path, help=".tflite/.onnx files or folders of them (default: the shipped models)"
+        "--model",
+        nargs="+",
+        metavar="NAME|PATH",
+        help="shipped model names (accurate, fast), .tflite/.onnx files, folders of them, run folders or float "
+        "weights .h5 (default: each shipped model as int8 and float32 .tflite and Keras float, and your newest export)",
     )
     p.add_argument(
         "--run", type=Path, help="training run folder: adds its float Keras model (predict_on_batch and call rows)"
     )
-    p.add_argument("--threads", type=_int_list, help="thread counts, e.g. 8 or 1,2,4,8 (default: 1 and all cores)")
-    p.add_argument("--batch-sizes", type=_int_list, default=(1, 8, 32), help="throughput batch sizes (default 1,8,32)")
+    _add_runs_dir(p)
+    p.add_argument("--threads", type=_int_list, help="thread counts, e.g. 2 or 1,2,4 (default: all cores)")
+    p.add_argument("--batch-sizes", type=_int_list, default=(1, 8), help="throughput batch sizes (default 1,8)")
     p.add_argument(
         "--runtimes",
-        default="litert,tf.lite,onnxruntime,keras",
-        help="comma list of litert, tf.lite, onnxruntime, keras",
+        default="litert,keras",
+        help="comma list of litert, tf.lite, onnxruntime, keras (predict_on_batch), keras.call, or all "
+        "(default litert,keras)",
     )
     p.add_argument(
-        "--xnnpack", choices=("on", "off", "both"), default="both", help="XNNPACK delegate of the TFLite interpreters"
+        "--xnnpack", choices=("on", "off", "both"), default="on", help="XNNPACK delegate of the TFLite interpreters"
     )
-    p.add_argument("--warmup", type=int, default=10, help="untimed calls first")
-    p.add_argument("--runs", type=_positive_int, default=200, help="timed batch-1 calls")
-    p.add_argument("--throughput-seconds", type=_non_negative_float, default=0.5, help="minimum time per batch size")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls first")
+    p.add_argument("--runs", type=_positive_int, default=100, help="most timed batch-1 calls")
+    p.add_argument(
+        "--latency-seconds",
+        type=_non_negative_float,
+        default=1.0,
+        help="stop the timed batch-1 calls of a row after this long (at least 10 calls; 0: all --runs)",
+    )
+    p.add_argument("--throughput-seconds", type=_non_negative_float, default=0.25, help="minimum time per batch size")
     g = p.add_argument_group("accuracy")
     g.add_argument("--data", nargs="+", help="FSA-Net .npz file(s) or 300W-LP/AFLW2000 folder(s): adds per-angle MAE")
     g.add_argument(
@@ -485,67 +547,110 @@ def _add_benchmark(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-faces", type=_positive_int, help="evaluate on the first N faces only")
     g = p.add_argument_group("analysis")
     g.add_argument("--profile", action="store_true", help="per-op profile and compute bound of each int8 .tflite")
-    g.add_argument("--frame", action="store_true", help="time a 640x480 frame with one face: detection + crop + pose")
+    g.add_argument("--frame", action="store_true", help="time a 640x480 frame with one face through predict_image")
+    g.add_argument(
+        "--callers",
+        type=_int_list,
+        metavar="N,..",
+        help="faces/s with N threads sharing one HeadPoseEstimator (first int8 model), e.g. 1,2,4,8",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--json", type=Path, help="write every row, the machine and the settings as JSON")
     g.add_argument("--markdown", nargs="?", const="-", help="markdown table to FILE (or stdout without FILE)")
     g.add_argument("--plot", type=Path, help="PNG of latency vs threads per model")
     g.add_argument("--force", action="store_true", help="overwrite existing output files")
+    _add_progress(p)
+
+
+def _benchmark_models(args: argparse.Namespace) -> list:
+    """The models to measure: --model, else the shipped ones and your newest export; plus --run."""
+    from qa_headpose import bench
+    from qa_headpose.bench.models import model_spec
+
+    if args.model:
+        specs = bench.find_models(args.model)
+    else:
+        specs = bench.default_models()
+        run = bench.newest_run(args.runs_dir)
+        export = bench.run_export(run) if run is not None else None
+        if export is not None:
+            specs.append(model_spec(export, f"{run} int8", str(run)))
+            print(f"also measuring your newest export {export}", file=sys.stderr)
+        elif run is not None:
+            print(
+                f"note: your newest run {run} has no export yet (python export_tflite.py exports it)", file=sys.stderr
+            )
+    if args.run is not None:
+        specs.append(model_spec(args.run))
+    return specs
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    import os
-
-    from qa_headpose import benchmark
+    from qa_headpose import bench
+    from qa_headpose.bench import report as bench_report
+    from qa_headpose.runtime import default_max_concurrency
 
     for out in (args.json, args.plot, None if args.markdown in (None, "-") else Path(args.markdown)):
         if out is not None:
             _check_output(out, args.force)
     runtimes = tuple(v.strip() for v in args.runtimes.split(",") if v.strip())
-    if set(runtimes) - set(benchmark.RUNTIMES) or not runtimes:
-        raise UsageError(f"--runtimes takes {', '.join(benchmark.RUNTIMES)}. Received: {args.runtimes!r}")
-    if args.model:
-        specs = benchmark.find_models(args.model)
-    else:
-        from qa_headpose.estimator import MODELS_DIR
-
-        files = sorted([*MODELS_DIR.glob("headpose*.tflite"), *MODELS_DIR.glob("headpose*.onnx")])
-        if not files:
-            raise UsageError(f"No shipped head-pose model in {MODELS_DIR}; pass --model PATH")
-        specs = [benchmark.model_spec(f) for f in files]
-    if args.run is not None:
-        specs.append(benchmark.model_spec(args.run))
-    if args.frame and not any(s.format == "tflite" and s.variant == "int8" for s in specs):
-        raise UsageError("--frame needs an int8 .tflite among the models")
-    threads = args.threads or tuple(dict.fromkeys((1, os.cpu_count() or 1)))
+    runtimes = bench.RUNTIMES if runtimes == ("all",) else runtimes
+    if set(runtimes) - set(bench.RUNTIMES) or not runtimes:
+        raise UsageError(f"--runtimes takes {', '.join(bench.RUNTIMES)} or all. Received: {args.runtimes!r}")
+    cores = default_max_concurrency()
+    threads = args.threads or (cores,)
+    if max(threads) > cores:
+        print(
+            f"warning: --threads {max(threads)} exceeds the {cores} cores this process may use: "
+            "threads beyond the cores only wait for each other",
+            file=sys.stderr,
+        )
+    specs = _benchmark_models(args)
+    int8 = [s for s in specs if s.format == "tflite" and s.variant == "int8"]
+    for flag, wanted in (("--frame", args.frame), ("--callers", args.callers)):
+        if wanted and not int8:
+            raise UsageError(f"{flag} needs an int8 .tflite among the models")
     xnnpack = {"on": (True,), "off": (False,), "both": (True, False)}[args.xnnpack]
-    cfg = benchmark.BenchmarkConfig(
+    cfg = bench.BenchmarkConfig(
         threads=threads,
         batch_sizes=args.batch_sizes,
         warmup=args.warmup,
         runs=args.runs,
+        latency_seconds=args.latency_seconds or None,
         throughput_seconds=args.throughput_seconds,
         runtimes=runtimes,
         xnnpack=xnnpack,
     )
     eval_data = _benchmark_data(args) if args.data else None
-    report = benchmark.run_benchmark(
-        specs, cfg, eval_data, progress=lambda line: print(f"measuring {line}", file=sys.stderr)
-    )
+    with _progress_bar(args, bench.count_rows(specs, cfg), "row") as bar:
+
+        def progress(label: str, rows: int) -> None:
+            if rows:
+                bar.update(rows)
+            elif not bar.disable:
+                bar.set_description(label)
+            elif not args.quiet:
+                print(f"measuring {label}", file=sys.stderr)
+
+        report = bench.run_benchmark(specs, cfg, eval_data, progress)
     report.command = _invocation()
-    int8 = [s for s in specs if s.format == "tflite" and s.variant == "int8"]
     if args.profile:
         report.profile = {}
         for spec in int8:
             for t in threads:
-                prof = benchmark.profile_tflite_ops(spec.path, t, runs=max(50, args.runs))
-                prof["bound"] = benchmark.compute_bound(prof, report.system)
+                prof = bench.profile_tflite_ops(spec.path, t, runs=max(50, args.runs))
+                prof["bound"] = bench.compute_bound(prof, report.system)
                 report.profile[f"{spec.name}@{t}"] = prof
+    limit = args.latency_seconds or None
     if args.frame:
-        if not int8:
-            raise UsageError("--frame needs an int8 .tflite among the models")
-        report.frame = [benchmark.measure_frame(int8[0].path, t, args.runs) for t in threads]
-    print(benchmark.format_table(report))
+        report.frame = [
+            bench.measure_frame(int8[0].path, t, args.runs, args.warmup, max_seconds=limit) for t in threads
+        ]
+    if args.callers:
+        report.callers = bench.measure_callers(
+            int8[0].path, args.callers, seconds=max(4 * args.throughput_seconds, 0.2)
+        )
+    print(bench.format_table(report))
     for item in report.skipped:
         print(f"skipped {item['model']} on {item['runtime']}: {item['reason']}")
     for name, prof in (report.profile or {}).items():
@@ -557,23 +662,25 @@ def _run_benchmark(args: argparse.Namespace) -> int:
             f"best op {b['best_op_gmacs_per_s']} GMAC/s -> bound {b['best_op_bound_ms']} ms; by op: {top}"
         )
     for f in report.frame or []:
-        print(
-            f"frame {f['frame']} ({f['detector']}; face found: {f['face_detected']}): total p50 {f['total_p50_ms']:.3f} ms = detect {f['detect_p50_ms']:.3f} "
-            f"+ crop/preprocess {f['crop_preprocess_p50_ms']:.3f} + pose {f['pose_p50_ms']:.3f} ms, {f['threads']} threads"
-        )
+        print(bench_report.frame_line(f))
+    if report.callers:
+        print("\n".join(bench_report.callers_lines(report.callers)))
     if args.json:
-        benchmark.write_report_json(report, args.json)
+        bench.write_report_json(report, args.json)
         print(f"wrote {args.json}")
     if args.markdown == "-":
-        print(benchmark.format_markdown(report))
+        print(bench.format_markdown(report))
     elif args.markdown:
         from qa_headpose.config import write_bytes_atomic
 
-        write_bytes_atomic(args.markdown, benchmark.format_markdown(report).encode())
+        write_bytes_atomic(args.markdown, bench.format_markdown(report).encode())
         print(f"wrote {args.markdown}")
     if args.plot:
-        benchmark.plot_latency(report, args.plot)
+        bench.plot_latency(report, args.plot)
         print(f"wrote {args.plot}")
+    summary = bench.format_summary(report)
+    if summary:
+        print("\n".join([summary[0], *(f"  {line}" for line in summary[1:])]))
     return EXIT_OK
 
 
