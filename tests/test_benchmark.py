@@ -111,6 +111,26 @@ def test_profile_and_compute_bound(cli_run):
         assert 0 < bound["isa_bound_ms"] < bound["measured_ms"]
 
 
+def test_summary_compares_the_forms_of_one_model(cli_run):
+    _, out = cli_run
+    data = json.loads((out / "b.json").read_text())
+    rows = [bench.BenchmarkResult(**r) for r in data["results"]]
+    report = bench.BenchmarkReport(data["system"], data["config"], rows)
+    (item,) = bench.summarize(report)  # one folder: its int8 against its float32 (XNNPACK on rows)
+    int8, f32 = (next(r for r in rows if r.variant == v and r.xnnpack) for v in ("int8", "float32"))
+    assert item["int8_ms"] == int8.latency_p50_ms and item["float32_ms"] == f32.latency_p50_ms
+    assert item["float32_speedup"] == pytest.approx(f32.latency_p50_ms / int8.latency_p50_ms, abs=0.01)
+    assert item["keras_ms"] is None and item["best_faces_per_s"] == max(int8.throughput_fps.values())
+    # A second int8 file in the same folder: one line per file, neither compared with the float32.
+    report.results += [dataclasses.replace(r, model="other_int8.tflite") for r in rows if r.variant == "int8"]
+    items = bench.summarize(report)
+    assert [(i["family"], i["float32_ms"]) for i in items] == [
+        ("headpose_int8.tflite", None),
+        ("other_int8.tflite", None),
+    ]
+    assert len(bench.format_summary(report)) == 3
+
+
 def test_count_macs_of_first_convolution(tiny_int8_tflite, tiny_model_config):
     ops = bench.count_macs(tiny_int8_tflite)
     convs = [op for op in ops if op["op"] == "CONV_2D"]

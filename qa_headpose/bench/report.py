@@ -230,42 +230,56 @@ def summarize(report: BenchmarkReport) -> list[dict[str, Any]]:
         int8_ms, best_faces_per_s (the int8 throughput of its best batch size) and best_batch, float32_ms,
         keras_ms, float32_speedup, keras_speedup (None where absent) and mae per form.
     """
-
-    def pick(rows: list[BenchmarkResult]) -> BenchmarkResult | None:
-        rows = sorted(rows, key=lambda r: (r.runtime != "litert", r.xnnpack is not True))
-        return rows[0] if rows else None
-
     out = []
     families = list(dict.fromkeys(r.family or r.model for r in report.results))
     for family in families:
         rows = [r for r in report.results if (r.family or r.model) == family]
-        for threads in sorted({r.threads for r in rows}):
-            at = [r for r in rows if r.threads == threads]
-            int8 = pick([r for r in at if r.format == "tflite" and r.variant == "int8"])
-            if int8 is None:
-                continue
-            f32 = pick([r for r in at if r.format == "tflite" and r.variant == "float32"])
-            keras = next((r for r in at if r.runtime == "keras.predict_on_batch"), None)
-            best_batch, best_fps = max(int8.throughput_fps.items(), key=lambda kv: kv[1], default=("1", 0.0))
-            out.append(
-                {
-                    "family": family,
-                    "threads": threads,
-                    "input_size": int8.input_size,
-                    "int8_ms": int8.latency_p50_ms,
-                    "best_faces_per_s": best_fps,
-                    "best_batch": int(best_batch),
-                    "float32_ms": f32.latency_p50_ms if f32 else None,
-                    "keras_ms": keras.latency_p50_ms if keras else None,
-                    "float32_speedup": round(f32.latency_p50_ms / int8.latency_p50_ms, 2) if f32 else None,
-                    "keras_speedup": round(keras.latency_p50_ms / int8.latency_p50_ms, 2) if keras else None,
-                    "mae": {
-                        name: r.mae["mean"]
-                        for name, r in (("int8", int8), ("float32", f32), ("keras", keras))
-                        if r is not None and r.mae
-                    },
-                }
-            )
+        int8_models = list(dict.fromkeys(r.model for r in rows if r.format == "tflite" and r.variant == "int8"))
+        # Several int8 files in one folder: one line each, labelled by file, compared with nothing else.
+        groups = (
+            [(family, rows)] if len(int8_models) <= 1 else [(m, [r for r in rows if r.model == m]) for m in int8_models]
+        )
+        for label, group in groups:
+            out += _summarize_group(label, group)
+    return out
+
+
+def _pick(rows: list[BenchmarkResult]) -> BenchmarkResult | None:
+    """The LiteRT row with XNNPACK on, else the first TFLite row; None for none."""
+    rows = sorted(rows, key=lambda r: (r.runtime != "litert", r.xnnpack is not True))
+    return rows[0] if rows else None
+
+
+def _summarize_group(family: str, rows: list[BenchmarkResult]) -> list[dict[str, Any]]:
+    """`summarize` of the rows of one model (one int8 .tflite and its float forms)."""
+    out = []
+    for threads in sorted({r.threads for r in rows}):
+        at = [r for r in rows if r.threads == threads]
+        int8 = _pick([r for r in at if r.format == "tflite" and r.variant == "int8"])
+        if int8 is None:
+            continue
+        f32 = _pick([r for r in at if r.format == "tflite" and r.variant == "float32"])
+        keras = next((r for r in at if r.runtime == "keras.predict_on_batch"), None)
+        best_batch, best_fps = max(int8.throughput_fps.items(), key=lambda kv: kv[1], default=("1", 0.0))
+        out.append(
+            {
+                "family": family,
+                "threads": threads,
+                "input_size": int8.input_size,
+                "int8_ms": int8.latency_p50_ms,
+                "best_faces_per_s": best_fps,
+                "best_batch": int(best_batch),
+                "float32_ms": f32.latency_p50_ms if f32 else None,
+                "keras_ms": keras.latency_p50_ms if keras else None,
+                "float32_speedup": round(f32.latency_p50_ms / int8.latency_p50_ms, 2) if f32 else None,
+                "keras_speedup": round(keras.latency_p50_ms / int8.latency_p50_ms, 2) if keras else None,
+                "mae": {
+                    name: r.mae["mean"]
+                    for name, r in (("int8", int8), ("float32", f32), ("keras", keras))
+                    if r is not None and r.mae
+                },
+            }
+        )
     return out
 
 
