@@ -146,11 +146,14 @@ def _train_configs(args: argparse.Namespace):
     def pick(value, default):
         return default if value is None else value
 
+    backbone_weights = pick(args.backbone_weights, model.backbone_weights)
+    # torchvision ships ImageNet weights for width 1.0 only: they pick the width unless --alpha says otherwise.
+    alpha = pick(args.alpha, 1.0 if backbone_weights == "torchvision" else model.alpha)
     model = ModelConfig(
         input_size=pick(args.input_size, model.input_size),
-        alpha=pick(args.alpha, model.alpha),
+        alpha=alpha,
         dropout=pick(args.dropout, model.dropout),
-        backbone_weights=pick(args.backbone_weights, model.backbone_weights),
+        backbone_weights=backbone_weights,
         bn_momentum=model.bn_momentum,
     )
     aug = train.augment
@@ -749,7 +752,7 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
 def _add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="images, folders of images, video files (none: the shipped sample image)")
     p.add_argument("--cam", type=_camera_index, metavar="N", help="read webcam N instead of paths (Ctrl-C stops)")
-    p.add_argument("--model", help="a head-pose .tflite (default: the shipped full-int8 model)")
+    p.add_argument("--model", help="'accurate' (default, 128x128), 'fast' (64x64) or a head-pose .tflite path")
     p.add_argument("--detector", default="short", help="'short' (default), 'full' (small faces) or a .tflite")
     p.add_argument("--threads", type=_positive_int, default=2, help="interpreter threads")
     p.add_argument(
@@ -830,7 +833,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             print(f"wrote {report.output}", file=info)
 
     summary = predict.run_predict(cfg, on_row=on_row, on_source=on_source)
-    meta = {"version": __version__, "model": args.model or "shipped headpose_int8.tflite", "detector": args.detector}
+    meta = {"version": __version__, "model": args.model or "accurate", "detector": args.detector}
     if args.json == "-":
         print(json.dumps(predict.summary_to_json(summary, meta), indent=2))
     elif args.json:
