@@ -9,7 +9,7 @@ Importing this package does not import TensorFlow; only training and export do.
 
 from __future__ import annotations
 
-from qa_headpose.angles import ANGLE_ORDER, HeadPose
+from qa_headpose.core.angles import ANGLE_ORDER, HeadPose
 
 __version__ = "0.1.0"
 

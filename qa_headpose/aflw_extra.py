@@ -72,7 +72,7 @@ def read_labels(folder: str | os.PathLike) -> ExtraLabels:
     Raises:
         DataError: if the file lacks a needed column or holds an unreadable number.
     """
-    from qa_headpose.data import DataError
+    from qa_headpose.core.errors import DataError
 
     path = Path(folder) / LABELS_FILE
     needed = ("name", "gt_yaw", "same_face", "yaw", "pitch", "roll", "lbox_x0", "lbox_y0", "lbox_x1", "lbox_y1")
@@ -156,7 +156,8 @@ def load_aflw_extra(
     Raises:
         DataError: for an unreadable folder, label file or image.
     """
-    from qa_headpose.data import DataError, FaceSet
+    from qa_headpose.core.errors import DataError
+    from qa_headpose.data import FaceSet
 
     folder = Path(folder)
     if not is_aflw_extra_folder(folder):
@@ -203,7 +204,7 @@ def read_pseudo_labels(
     Raises:
         DataError: for a missing or malformed file.
     """
-    from qa_headpose.data import DataError
+    from qa_headpose.core.errors import DataError
 
     path = Path(path)
     if not path.is_file():

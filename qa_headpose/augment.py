@@ -9,8 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from qa_headpose import angles
 from qa_headpose.config import CROP_MARGIN, AugmentConfig
+from qa_headpose.core import angles
 from qa_headpose.preprocess import crop_face, enlarge_box
 
 

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_headpose.data import DataError, FaceSet, loose_crop, read_image
+from qa_headpose.core.errors import DataError
+from qa_headpose.data import FaceSet, loose_crop, read_image
 
 logger = logging.getLogger(__name__)
 

@@ -362,7 +362,8 @@ def _check_model(path: Path, expect_int8: bool = False) -> None:
         FileNotFoundError, ValueError: for a folder that is not a training run.
     """
     from qa_headpose import workflow
-    from qa_headpose.runtime import ModelError, TFLiteRunner
+    from qa_headpose.core.errors import ModelError
+    from qa_headpose.runtime import TFLiteRunner
 
     if path.suffix != ".tflite":
         workflow.read_run_config(path)
@@ -401,8 +402,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         if out is not None:
             _check_output(out, args.force)
     from qa_headpose import workflow
-    from qa_headpose.config import write_json_atomic
-    from qa_headpose.data import DataError, split_train_val
+    from qa_headpose.core.atomic import write_json
+    from qa_headpose.core.errors import DataError
+    from qa_headpose.data import split_train_val
 
     for path in args.data:  # cheap checks first: missing data, then a bad model, before any data is read
         if not Path(path).exists():
@@ -416,7 +418,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     label = f"{args.model}" + (f" [{args.phase}]" if args.model.suffix != ".tflite" else "")
     print(_format_mae(label, metrics) + f"  (dropped by |angle|<=99: {counts['dropped']})")
     if args.json:
-        write_json_atomic(
+        write_json(
             args.json,
             {
                 "model": str(args.model),
@@ -674,9 +676,9 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     if args.markdown == "-":
         print(bench.format_markdown(report))
     elif args.markdown:
-        from qa_headpose.config import write_bytes_atomic
+        from qa_headpose.core.atomic import write_bytes
 
-        write_bytes_atomic(args.markdown, bench.format_markdown(report).encode())
+        write_bytes(args.markdown, bench.format_markdown(report).encode())
         print(f"wrote {args.markdown}")
     if args.plot:
         bench.plot_latency(report, args.plot)
@@ -775,7 +777,7 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
 
 def _run_predict(args: argparse.Namespace) -> int:
     from qa_headpose import predict
-    from qa_headpose.config import write_json_atomic
+    from qa_headpose.core.atomic import write_json
     from qa_headpose.video import SmoothConfig
 
     if args.json == "-" and args.csv == "-":
@@ -837,7 +839,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.json == "-":
         print(json.dumps(predict.summary_to_json(summary, meta), indent=2))
     elif args.json:
-        write_json_atomic(args.json, predict.summary_to_json(summary, meta))
+        write_json(args.json, predict.summary_to_json(summary, meta))
     if args.csv == "-":
         print(predict.rows_to_csv(summary.rows), end="")
     elif args.csv:
@@ -920,8 +922,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_command(name: str, call: Callable[[], int]) -> int:
     """Runs a subcommand, turning expected errors into one line on stderr and exit code 2."""
-    from qa_headpose.data import DataError
-    from qa_headpose.runtime import ModelError
+    from qa_headpose.core.errors import DataError, ModelError
 
     try:
         return call()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -179,23 +176,3 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
             value = AugmentConfig(**value)
         kwargs[name] = value
     return cls(**kwargs)
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Writes JSON through a temporary file and a rename, so no reader sees half a file."""
-    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
-
-
-def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
-    """Writes bytes through a temporary file in the same folder and `os.replace`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -21,8 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from qa_headpose import angles
-from qa_headpose.config import CROP_MARGIN, write_bytes_atomic
+from qa_headpose.config import CROP_MARGIN
+from qa_headpose.core import angles
+from qa_headpose.core.atomic import write_bytes
+from qa_headpose.core.errors import DataError
 from qa_headpose.preprocess import clipped_pixel_box, crop_face, landmark_box
 
 logger = logging.getLogger(__name__)
@@ -39,10 +41,6 @@ MAX_IMAGE_FILE_BYTES = 2**30
 _JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SPLITS_DIR = Path(__file__).with_name("splits")
-
-
-class DataError(ValueError):
-    """A dataset file or folder that cannot be read as the documented layout."""
 
 
 @dataclasses.dataclass
@@ -370,7 +368,7 @@ def save_fsanet_npz(faces: FaceSet, path: str | os.PathLike, size: int = 64) -> 
     """Writes the faces' FSA-Net crops as an npz in FSA-Net's layout (atomically)."""
     buffer = io.BytesIO()
     np.savez(buffer, image=faces.crops(size), pose=faces.poses.astype(np.float32))
-    write_bytes_atomic(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
 
 
 def load_faces(path: str | os.PathLike, labels: str | os.PathLike = "aflw") -> FaceSet:

@@ -26,8 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from qa_headpose.angles import HeadPose
-from qa_headpose.runtime import InterpreterPool, ModelError, check_max_concurrency, load_interpreter, read_model
+from qa_headpose.core.angles import HeadPose
+from qa_headpose.core.errors import ModelError
+from qa_headpose.runtime import InterpreterPool, check_max_concurrency, load_interpreter, read_model
 
 MODELS_DIR = Path(__file__).with_name("models")
 # The shipped BlazeFace models by name: "short" (faces within ~2 m, the default) and

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from qa_headpose.data import DataError
+from qa_headpose.core.errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from qa_headpose.angles import ypr_to_matrix
+from qa_headpose.core.angles import ypr_to_matrix
 
 AXIS_COLORS = ((0, 0, 255), (0, 255, 0), (255, 0, 0))  # BGR: x red, y green, z blue
 CUBE_FRONT_COLOR = (0, 0, 255)

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from qa_headpose import registry
-from qa_headpose.angles import HeadPose, from_model_output
+from qa_headpose.core.angles import HeadPose, from_model_output
+from qa_headpose.core.errors import ModelError
 from qa_headpose.preprocess import to_model_input
-from qa_headpose.runtime import ModelError, TFLiteRunner
+from qa_headpose.runtime import TFLiteRunner
 
 MODELS_DIR = registry.MODELS_DIR
 DEFAULT_MODEL = registry.shipped_model_path(registry.DEFAULT_MODEL_NAME)

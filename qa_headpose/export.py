@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from qa_headpose import angles
 from qa_headpose._keras import keras, tf
-from qa_headpose.config import CROP_MARGIN, ExportConfig, write_bytes_atomic, write_json_atomic
+from qa_headpose.config import CROP_MARGIN, ExportConfig
+from qa_headpose.core import angles
+from qa_headpose.core.atomic import write_model
 from qa_headpose.runtime import TFLiteRunner
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,6 @@ def save_tflite(
     runner = TFLiteRunner(payload)
     meta = model_metadata(runner, variant, {**(extra or {}), "file_size_bytes": len(payload)})
     path = Path(path)
-    write_bytes_atomic(path, payload)
-    write_json_atomic(path.with_suffix(".json"), meta)
+    meta = write_model(path, payload, meta)
     logger.info("Wrote %s (%d bytes)", path, len(payload))
     return meta

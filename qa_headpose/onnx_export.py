@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from qa_headpose import angles
-from qa_headpose.config import CROP_MARGIN, write_bytes_atomic, write_json_atomic
-from qa_headpose.runtime import ModelError
+from qa_headpose.config import CROP_MARGIN
+from qa_headpose.core import angles
+from qa_headpose.core.atomic import write_model
+from qa_headpose.core.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -252,8 +253,7 @@ def export_onnx_run(
             "convert_seconds": round(seconds, 1),
         }
         path = out_dir / f"{name}_onnx_{variant}.onnx"
-        write_bytes_atomic(path, payload)
-        write_json_atomic(path.with_suffix(".json"), meta)
+        meta = write_model(path, payload, meta)
         logger.info("Wrote %s (%d bytes)", path, len(payload))
         written[variant] = meta
     return written

@@ -35,8 +35,9 @@ from typing import Any, Callable, Iterator
 import cv2
 import numpy as np
 
-from qa_headpose.config import write_bytes_atomic
-from qa_headpose.data import DataError, read_image
+from qa_headpose.core.atomic import write_bytes
+from qa_headpose.core.errors import DataError
+from qa_headpose.data import read_image
 from qa_headpose.detect import MIN_SCORE, FaceResult
 from qa_headpose.draw import draw_face, draw_text
 from qa_headpose.outputs import folder_problem
@@ -297,7 +298,7 @@ def _write_image(image: np.ndarray, path: Path) -> None:
     ok, buffer = cv2.imencode(path.suffix.lower(), image)
     if not ok:
         raise DataError(f"OpenCV cannot write {path}")
-    write_bytes_atomic(path, buffer.tobytes())
+    write_bytes(path, buffer.tobytes())
 
 
 def _draw_results(image: np.ndarray, results: list[FaceResult], mode: str, video: bool) -> None:
@@ -687,4 +688,4 @@ def summary_to_json(summary: PredictSummary, meta: dict[str, Any] | None = None)
 
 def write_csv(rows: list[dict[str, Any]], path: str | os.PathLike) -> None:
     """Writes `rows_to_csv` atomically."""
-    write_bytes_atomic(path, rows_to_csv(rows).encode())
+    write_bytes(path, rows_to_csv(rows).encode())

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from qa_headpose.aflw_extra import PSEUDO_COLUMNS, load_aflw_extra, read_labels
-from qa_headpose.config import write_bytes_atomic
+from qa_headpose.core.atomic import write_bytes
 from qa_headpose.preprocess import crop_face
 
 _FLIP = np.array([-1.0, 1.0, -1.0], np.float32)
@@ -98,12 +98,12 @@ def pseudo_label_folder(
         pose[start:stop], mirror[start:stop], spread[start:stop] = got["pose"], got["mirror"], got["spread"]
         buffer = io.BytesIO()
         np.savez(buffer, names=np.array(faces.names), done=stop, pose=pose, mirror=mirror, spread=spread)
-        write_bytes_atomic(partial, buffer.getvalue())
+        write_bytes(partial, buffer.getvalue())
         if bar is not None:
             bar.update(stop - start)
     if bar is not None:
         bar.close()
-    write_bytes_atomic(out, _to_csv(faces.names, pose, mirror, spread, gt_yaw).encode())
+    write_bytes(out, _to_csv(faces.names, pose, mirror, spread, gt_yaw).encode())
     partial.unlink(missing_ok=True)
     gap = np.array([abs(p[0] - gt_yaw[name]) for name, p in zip(faces.names, pose)])
     return {

@@ -22,11 +22,10 @@ from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import numpy as np
 
+from qa_headpose.core.atomic import sha256_bytes
+from qa_headpose.core.errors import ModelError
+
 logger = logging.getLogger(__name__)
-
-
-class ModelError(ValueError):
-    """A model file that is missing, unreadable or not a head-pose model."""
 
 
 def default_max_concurrency() -> int:
@@ -312,6 +311,13 @@ class TFLiteRunner:
             "input_dtype": self.input_dtype.name,
             "output_dtype": self.output_dtype.name,
         }
+        if "sha256" in meta and meta["sha256"] != sha256_bytes(self._content):
+            # The export writes the JSON first, then the model (core.atomic.write_model): a crash
+            # between the two, or a model copied over another, leaves a JSON that names other bytes.
+            raise ModelError(
+                f"{path} does not match {meta_path.name}: the JSON names a model with sha256 "
+                f"{str(meta['sha256'])[:12]}..., the file has {sha256_bytes(self._content)[:12]}... (export again)"
+            )
         for key, value in actual.items():
             if key in meta and meta[key] != value:
                 raise ModelError(

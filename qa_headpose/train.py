@@ -15,10 +15,11 @@ from typing import Callable
 
 import numpy as np
 
-from qa_headpose import angles
 from qa_headpose._keras import keras, tf
 from qa_headpose.augment import augment_face
-from qa_headpose.config import AugmentConfig, QATConfig, TrainConfig, write_bytes_atomic
+from qa_headpose.config import AugmentConfig, QATConfig, TrainConfig
+from qa_headpose.core import angles
+from qa_headpose.core.atomic import atomic_path, write_bytes
 from qa_headpose.data import FaceSet
 
 logger = logging.getLogger(__name__)
@@ -172,15 +173,13 @@ class _EpochCheckpoint(keras.callbacks.Callback):
             save_weights_atomic(self.model, self.best_path)
         self.epoch_var.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
-        write_bytes_atomic(self.manager.directory + "/best_val.txt", f"{self.best}\n".encode())
+        write_bytes(self.manager.directory + "/best_val.txt", f"{self.best}\n".encode())
 
 
 def save_weights_atomic(model: keras.Model, path: str | os.PathLike) -> None:
-    """``save_weights`` (HDF5) through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
-    model.save_weights(str(tmp))
-    os.replace(tmp, path)
+    """``save_weights`` (HDF5) through `core.atomic.atomic_path`."""
+    with atomic_path(path) as tmp:
+        model.save_weights(str(tmp))
 
 
 def fit_phase(
@@ -290,11 +289,12 @@ def truncate_log(path: str | os.PathLike, epochs: int) -> None:
     epoch_of = [line.split(",", 1)[0].strip() for line in lines]
     kept = lines[:1] + [line for line, e in zip(lines[1:], epoch_of[1:]) if e.isdigit() and int(e) < epochs]
     if kept != lines:
-        write_bytes_atomic(path, "".join(kept).encode())
+        write_bytes(path, "".join(kept).encode())
 
 
-# save_weights_atomic's ".tmp<pid>.<name>", write_bytes_atomic's ".<name>.tmp<pid>", TF's "checkpoint.tmp<hex>".
-_TEMP_NAME = re.compile(r"\.tmp\d+\..+|.+\.tmp[0-9a-f]*")
+# core.atomic's ".<base>.tmp<pid>-<thread><suffixes>", the names of earlier versions (".tmp<pid>.<name>",
+# ".<name>.tmp<pid>"), TF's "checkpoint.tmp<hex>".
+_TEMP_NAME = re.compile(r"\.[^.]+\.tmp\d+-\d+(\..+)?|\.tmp\d+\..+|.+\.tmp[0-9a-f]*")
 
 
 def remove_stale_temps(workdir: str | os.PathLike) -> list[Path]:

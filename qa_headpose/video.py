@@ -32,8 +32,10 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from qa_headpose.angles import HeadPose
-from qa_headpose.data import DataError, to_bgr_uint8
+from qa_headpose.core.angles import HeadPose
+from qa_headpose.core.atomic import commit, temp_path
+from qa_headpose.core.errors import DataError
+from qa_headpose.data import to_bgr_uint8
 from qa_headpose.detect import FaceResult, box_iou
 
 TRACK_IOU = 0.3
@@ -310,7 +312,7 @@ class VideoSink:
             raise ValueError(f"Video output must end in one of {sorted(VIDEO_FOURCC)}. Received: {self.path}")
         self.fps = float(fps)
         self._fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC[suffix])
-        self._tmp = self.path.with_name(f".{self.path.stem}.tmp{os.getpid()}{self.path.suffix}")
+        self._tmp = temp_path(self.path)
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
         self.frames = 0
@@ -341,7 +343,7 @@ class VideoSink:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-            os.replace(self._tmp, self.path)
+            commit(self._tmp, self.path)
 
     def abort(self) -> None:
         """Drops the partial file."""

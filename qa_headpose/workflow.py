@@ -15,18 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from qa_headpose import angles
-from qa_headpose.config import (
-    ExportConfig,
-    ExtraDataConfig,
-    ModelConfig,
-    QATConfig,
-    TrainConfig,
-    from_dict,
-    to_dict,
-    write_json_atomic,
-)
-from qa_headpose.data import DataError, FaceSet, filter_protocol, load_faces, split_train_val
+from qa_headpose.config import ExportConfig, ExtraDataConfig, ModelConfig, QATConfig, TrainConfig, from_dict, to_dict
+from qa_headpose.core import angles
+from qa_headpose.core.atomic import atomic_path, write_json
+from qa_headpose.core.errors import DataError
+from qa_headpose.data import FaceSet, filter_protocol, load_faces, split_train_val
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +188,7 @@ def train_run(
         previous = read_run_config(run_dir)
         if previous["model"] != model_cfg:
             raise ValueError(f"--resume with another model config than {run_dir / RUN_CONFIG}")
-    write_json_atomic(own_dir / RUN_CONFIG, config)
+    write_json(own_dir / RUN_CONFIG, config)
 
     size = model_cfg.input_size
     val_x = prepared.val.crops(size).astype(np.float32)
@@ -226,7 +219,7 @@ def train_run(
     )
     qat_model = build_qat_model(model_cfg, str(_best_weights(qat_dir, run_dir / "qat")))
     summary["qat"] = {**done, "seconds": round(time.perf_counter() - start, 1), **_val_mae(qat_model, val_x, val_y)}
-    write_json_atomic(own_dir / "summary.json", summary)
+    write_json(own_dir / "summary.json", summary)
     if own_dir != run_dir:
         shutil.rmtree(own_dir, ignore_errors=True)
     return summary
@@ -399,7 +392,8 @@ def plot_errors(pred: np.ndarray, true: np.ndarray, path: str | os.PathLike, tit
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = Path(path).with_name(f".tmp{os.getpid()}.{Path(path).name}")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)

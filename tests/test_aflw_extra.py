@@ -13,7 +13,8 @@ from conftest import REPO, SHARED_DATA, require
 
 from qa_headpose import aflw_extra, workflow
 from qa_headpose.config import ExtraDataConfig
-from qa_headpose.data import DataError, load_faces
+from qa_headpose.core.errors import DataError
+from qa_headpose.data import load_faces
 from qa_headpose.preprocess import crop_face, enlarge_box
 from qa_headpose.pseudo_label import pseudo_label_folder, teacher_predict
 

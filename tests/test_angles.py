@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from qa_headpose import angles
+from qa_headpose.core import angles
 
 
 @pytest.mark.parametrize("ypr", [(0, 0, 0), (30, -20, 10), (-75, 40, -35), (89, 5, 5), (-10, 60, 80)])

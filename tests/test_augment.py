@@ -1,7 +1,8 @@
 import numpy as np
 
-from qa_headpose import angles, augment
+from qa_headpose import augment
 from qa_headpose.config import AugmentConfig
+from qa_headpose.core import angles
 from qa_headpose.preprocess import crop_face
 
 

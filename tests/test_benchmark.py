@@ -141,7 +141,7 @@ def test_count_macs_of_first_convolution(tiny_int8_tflite, tiny_model_config):
 
 
 def test_library_rows_with_accuracy(tiny_tflite_models, synthetic_faces):
-    from qa_headpose.angles import mean_absolute_errors
+    from qa_headpose.core.angles import mean_absolute_errors
     from qa_headpose.runtime import TFLiteRunner
 
     crops = synthetic_faces.crops(32).astype(np.float32)

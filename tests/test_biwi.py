@@ -11,7 +11,8 @@ import pytest
 from conftest import BIWI_DIR, require
 
 from qa_headpose import biwi
-from qa_headpose.data import DataError, load_faces
+from qa_headpose.core.errors import DataError
+from qa_headpose.data import load_faces
 
 SEQ = "01"
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from qa_headpose import detect
+from qa_headpose.core.errors import ModelError
 from qa_headpose.detect import (
     Detection,
     FaceDetector,
@@ -19,7 +20,6 @@ from qa_headpose.detect import (
     weighted_nms,
 )
 from qa_headpose.predict import SAMPLE_IMAGE
-from qa_headpose.runtime import ModelError
 
 # The astronaut's face in the shipped sample, marked by hand (x_min, y_min, x_max, y_max).
 ASTRONAUT_FACE = (180, 80, 270, 178)

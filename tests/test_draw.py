@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa_headpose.angles import ypr_to_matrix
+from qa_headpose.core.angles import ypr_to_matrix
 from qa_headpose.draw import (
     AXIS_COLORS,
     cube_points,
@@ -49,7 +49,7 @@ def test_head_axes_are_the_rows_of_the_rotation():
 def test_head_axes_match_real_3d_landmarks(aflw_dir):
     """On AFLW2000, the head rotation fitted to the 68 3D landmarks is the drawn one (rows of R)."""
     scipy_io = pytest.importorskip("scipy.io")
-    from qa_headpose.angles import pose_para_to_ypr
+    from qa_headpose.core.angles import pose_para_to_ypr
 
     clouds, poses = [], []
     for path in sorted(aflw_dir.glob("*.mat"))[:300]:

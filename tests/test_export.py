@@ -51,8 +51,8 @@ def test_tflite_matches_keras(tiny_run, tiny_tflite_models, synthetic_faces):
 
 
 def test_save_tflite_refuses_garbage(tmp_path):
+    from qa_headpose.core.errors import ModelError
     from qa_headpose.export import save_tflite
-    from qa_headpose.runtime import ModelError
 
     with pytest.raises(ModelError):
         save_tflite(b"not a model at all, definitely", tmp_path / "x.tflite", "int8")

@@ -40,11 +40,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from qa_headpose import HeadPose, HeadPoseEstimator, biwi, cli, workflow
-from qa_headpose.data import DataError, decode_image, load_faces, load_fsanet_npz, load_mat_folder, read_image
+from qa_headpose.core.errors import DataError, ModelError
+from qa_headpose.data import decode_image, load_faces, load_fsanet_npz, load_mat_folder, read_image
 from qa_headpose.detect import DETECTOR_MODEL
 from qa_headpose.estimator import MODELS_DIR
 from qa_headpose.predict import SAMPLE_IMAGE, PredictConfig, run_predict
-from qa_headpose.runtime import ModelError, TFLiteRunner
+from qa_headpose.runtime import TFLiteRunner
 from qa_headpose.video import open_camera, open_video
 
 REPO = Path(__file__).resolve().parents[1]

@@ -65,8 +65,8 @@ def test_int8_onnx_is_quantized_and_close(tiny_onnx, keras_reference):
 
 
 def test_runner_rejects_bad_input_and_files(tiny_onnx, tmp_path):
+    from qa_headpose.core.errors import ModelError
     from qa_headpose.onnx_export import OnnxRunner
-    from qa_headpose.runtime import ModelError
 
     runner = OnnxRunner(tiny_onnx[0] / "headpose_onnx_float.onnx")
     with pytest.raises(ValueError):

@@ -52,6 +52,8 @@ def test_remove_stale_temps_spares_real_artifacts(tmp_path):
         tmp_path / ".tmp123.best.weights.h5",
         tmp_path / "ckpt" / ".best_val.txt.tmp77",
         tmp_path / "ckpt" / "checkpoint.tmp9af0",
+        tmp_path / ".best.tmp123-140234.weights.h5",
+        tmp_path / "ckpt" / ".best_val.tmp77-5.txt",
     ]
     kept = [
         tmp_path / "best.weights.h5",

@@ -4,7 +4,8 @@ import sys
 import numpy as np
 import pytest
 
-from qa_headpose.runtime import ModelError, TFLiteRunner
+from qa_headpose.core.errors import ModelError
+from qa_headpose.runtime import TFLiteRunner
 
 
 def test_runner_batches_and_is_deterministic(tiny_int8_tflite, tiny_images):

@@ -74,7 +74,7 @@ def test_the_accurate_model_beats_the_fast_one_on_val():
 
 def test_estimator_by_name_on_a_real_face(aflw_faces):
     from qa_headpose import HeadPose, HeadPoseEstimator
-    from qa_headpose.runtime import ModelError
+    from qa_headpose.core.errors import ModelError
 
     crops = list(aflw_faces.crops(120)[:6])
     default = HeadPoseEstimator()

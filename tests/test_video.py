@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa_headpose.angles import HeadPose
-from qa_headpose.data import DataError
+from qa_headpose.core.angles import HeadPose
+from qa_headpose.core.errors import DataError
 from qa_headpose.detect import FaceResult
 from qa_headpose.video import (
     FaceTracker,

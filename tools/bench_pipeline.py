@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 
 from qa_headpose.bench import pipeline as pipeline_bench
-from qa_headpose.config import ModelConfig, write_json_atomic
+from qa_headpose.config import ModelConfig
+from qa_headpose.core.atomic import write_json
 
 
 def main() -> int:
@@ -43,7 +44,7 @@ def main() -> int:
     )
     print(pipeline_bench.format_summary(result))
     if args.json:
-        write_json_atomic(args.json, {"data": str(args.data or f"random {args.faces}"), **result.to_dict()})
+        write_json(args.json, {"data": str(args.data or f"random {args.faces}"), **result.to_dict()})
     return 0
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_headpose import angles
+from qa_headpose.core import angles
 from qa_headpose.data import read_image, read_mat_label, read_split
 from qa_headpose.detect import FaceDetector, box_iou, fit_box_mapping, match_detection
 

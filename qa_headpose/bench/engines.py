@@ -126,7 +126,8 @@ def tflite_engine(path: str, runtime: str, threads: int, xnnpack: bool) -> Engin
     Raises:
         EngineSkip: if the runtime cannot load the model.
     """
-    from qa_headpose.runtime import ModelError, TFLiteRunner
+    from qa_headpose.core.errors import ModelError
+    from qa_headpose.runtime import TFLiteRunner
 
     start = time.perf_counter()
     try:
@@ -150,8 +151,8 @@ def onnx_engine(path: str, threads: int) -> Engine:
     Raises:
         EngineSkip: if onnxruntime cannot load the model.
     """
+    from qa_headpose.core.errors import ModelError
     from qa_headpose.onnx_export import OnnxRunner
-    from qa_headpose.runtime import ModelError
 
     start = time.perf_counter()
     try:

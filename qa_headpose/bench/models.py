@@ -79,7 +79,7 @@ def model_spec(path: str | os.PathLike, name: str | None = None, family: str | N
     variant = None
     meta = path.with_suffix(".json")
     if meta.is_file():
-        from qa_headpose.runtime import ModelError
+        from qa_headpose.core.errors import ModelError
 
         try:
             data = json.loads(meta.read_text())

@@ -189,9 +189,9 @@ def plot_latency(report: BenchmarkReport, path: str | os.PathLike) -> None:
 
 def write_report_json(report: BenchmarkReport, path: str | os.PathLike) -> None:
     """Writes the report as JSON (atomically)."""
-    from qa_headpose.config import write_json_atomic
+    from qa_headpose.core.atomic import write_json
 
-    write_json_atomic(path, report.to_dict())
+    write_json(path, report.to_dict())
 
 
 # ---------------------------------------------------------------- one-line views

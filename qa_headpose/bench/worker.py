@@ -21,10 +21,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from qa_headpose import angles
 from qa_headpose.bench.engines import Engine, EngineSkip
 from qa_headpose.bench.models import ModelSpec
 from qa_headpose.bench.timing import time_calls
+from qa_headpose.core import angles
 
 _ROW, _SKIP = "@qa-headpose-bench-row ", "@qa-headpose-bench-skip "
 

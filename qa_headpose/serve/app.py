@@ -43,8 +43,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from qa_headpose import __version__
-from qa_headpose.angles import ANGLE_LIMIT_DEG
-from qa_headpose.data import DataError, decode_image, image_header_size
+from qa_headpose.core.angles import ANGLE_LIMIT_DEG
+from qa_headpose.core.errors import DataError
+from qa_headpose.data import decode_image, image_header_size
 from qa_headpose.draw import head_axes
 from qa_headpose.estimator import HeadPoseEstimator
 
