@@ -19,7 +19,7 @@ __all__ = ["ANGLE_ORDER", "HeadPose", "HeadPoseEstimator", "__version__"]
 def __getattr__(name: str):
     # Lazy, so `import qa_headpose` stays light until the estimator is needed.
     if name == "HeadPoseEstimator":
-        from qa_headpose.estimator import HeadPoseEstimator
+        from qa_headpose.inference.estimator import HeadPoseEstimator
 
         return HeadPoseEstimator
     raise AttributeError(f"module 'qa_headpose' has no attribute {name!r}")

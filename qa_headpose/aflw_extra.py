@@ -23,8 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from qa_headpose.config import CROP_MARGIN
-from qa_headpose.preprocess import enlarge_box
+from qa_headpose.inference.preprocess import CROP_MARGIN, enlarge_box
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ def pad_face(image: np.ndarray, box: np.ndarray, room: float = PAD_ROOM) -> tupl
 
 
 def _read_padded(args: tuple[Path, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    from qa_headpose.data import read_image
+    from qa_headpose.inference.images import read_image
 
     path, box = args
     return pad_face(read_image(path), box)

@@ -19,7 +19,7 @@ Conventions (evidence in ``docs/datasets.md``):
 
 Frames carry no face box. FSA-Net cut ``BIWI_noTrack.npz`` around MTCNN boxes; here
 the box comes from a callable, by default the package's BlazeFace detector
-(`qa_headpose.detect`) mapped to the landmark-like box the model was trained on.
+(`qa_headpose.inference.detect`) mapped to the landmark-like box the model was trained on.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from qa_headpose.core.errors import DataError
-from qa_headpose.data import FaceSet, loose_crop, read_image
+from qa_headpose.data import FaceSet, loose_crop
+from qa_headpose.inference.images import read_image
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def frame_key(image_path: Path) -> LabelKey:
 
 
 def detector_face_boxes(min_score: float | None = None) -> FaceBoxFn:
-    """A face box callable from the package's BlazeFace detector (`qa_headpose.detect`).
+    """A face box callable from the package's BlazeFace detector (`qa_headpose.inference.detect`).
 
     The callable takes a uint8 BGR frame and returns the landmark-like box (4,) of the
     best-scoring face (`detect.crop_box_from_detection`), or None when no face is found.
@@ -202,7 +203,7 @@ def detector_face_boxes(min_score: float | None = None) -> FaceBoxFn:
         DataError: if the detector module or its model is not available.
     """
     try:
-        from qa_headpose import detect
+        from qa_headpose.inference import detect
     except ImportError as exc:
         raise DataError(
             f"BIWI frames carry no face box and the face detector is not available ({exc}); "

@@ -71,7 +71,7 @@ def _positive_float(text: str) -> float:
 
 def _check_output(path: Path, force: bool) -> None:
     """Refuses, before any work, an output that exists (without --force) or cannot be written."""
-    from qa_headpose.outputs import output_problem
+    from qa_headpose.inference.outputs import output_problem
 
     problem = output_problem(path, force)
     if problem:
@@ -363,7 +363,7 @@ def _check_model(path: Path, expect_int8: bool = False) -> None:
     """
     from qa_headpose import workflow
     from qa_headpose.core.errors import ModelError
-    from qa_headpose.runtime import TFLiteRunner
+    from qa_headpose.inference.runtime import TFLiteRunner
 
     if path.suffix != ".tflite":
         workflow.read_run_config(path)
@@ -593,7 +593,7 @@ def _benchmark_models(args: argparse.Namespace) -> list:
 def _run_benchmark(args: argparse.Namespace) -> int:
     from qa_headpose import bench
     from qa_headpose.bench import report as bench_report
-    from qa_headpose.runtime import default_max_concurrency
+    from qa_headpose.inference.runtime import default_max_concurrency
 
     for out in (args.json, args.plot, None if args.markdown in (None, "-") else Path(args.markdown)):
         if out is not None:
@@ -776,9 +776,9 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from qa_headpose import predict
     from qa_headpose.core.atomic import write_json
-    from qa_headpose.video import SmoothConfig
+    from qa_headpose.inference import predict
+    from qa_headpose.inference.video import SmoothConfig
 
     if args.json == "-" and args.csv == "-":
         raise UsageError("--json - and --csv - cannot both write to stdout")

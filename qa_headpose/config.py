@@ -7,10 +7,6 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# Margin of the FSA-Net crop: the landmark (or detector) box grows by this
-# fraction of its width/height on each side.
-CROP_MARGIN = 0.6
-
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:

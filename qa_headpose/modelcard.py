@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from qa_headpose.config import CROP_MARGIN
 from qa_headpose.core import angles
 from qa_headpose.core.atomic import write_bytes, write_json
+from qa_headpose.inference.preprocess import CROP_MARGIN
 
 
 def time_batch1(model_path: str | os.PathLike, threads: int, runs: int = 300, warmup: int = 20) -> dict[str, float]:
     """p50/p90 latency (ms) of one batch-1 interpreter call (quantize + invoke + dequantize)."""
-    from qa_headpose.runtime import TFLiteRunner
+    from qa_headpose.inference.runtime import TFLiteRunner
 
     runner = TFLiteRunner(model_path, num_threads=threads)
     x = np.random.default_rng(0).uniform(0, 255, (1, runner.input_size, runner.input_size, 3)).astype(np.float32)
@@ -45,7 +45,7 @@ def sample_inputs() -> tuple[np.ndarray, np.ndarray]:
 
 def time_end_to_end(model_path: str | os.PathLike, threads: int, runs: int = 200, warmup: int = 20) -> dict:
     """p50/p90 (ms) of ``predict`` on a 420-px crop and of ``predict_image`` on a 640x480 frame."""
-    from qa_headpose.estimator import HeadPoseEstimator
+    from qa_headpose.inference.estimator import HeadPoseEstimator
 
     estimator = HeadPoseEstimator(model_path, num_threads=threads)
     crop, frame = sample_inputs()

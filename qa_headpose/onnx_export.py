@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from qa_headpose.config import CROP_MARGIN
 from qa_headpose.core import angles
 from qa_headpose.core.atomic import write_model
 from qa_headpose.core.errors import ModelError
+from qa_headpose.inference.preprocess import CROP_MARGIN
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class OnnxRunner:
             ValueError: if ``x`` has another shape, is not real-valued, or holds NaN/inf
                 (the same checks as `runtime.TFLiteRunner`).
         """
-        from qa_headpose.runtime import check_model_input
+        from qa_headpose.inference.runtime import check_model_input
 
         x = check_model_input(x, self.input_size).astype(np.float32, copy=False)
         return np.asarray(self.run_raw(x), dtype=np.float32).reshape(len(x), 3)

@@ -21,7 +21,7 @@ import numpy as np
 
 from qa_headpose.aflw_extra import PSEUDO_COLUMNS, load_aflw_extra, read_labels
 from qa_headpose.core.atomic import write_bytes
-from qa_headpose.preprocess import crop_face
+from qa_headpose.inference.preprocess import crop_face
 
 _FLIP = np.array([-1.0, 1.0, -1.0], np.float32)
 
@@ -68,7 +68,7 @@ def pseudo_label_folder(
         Summary: faces labelled, mean mirror disagreement, mean ensemble spread and the
         mean |teacher yaw - gt_yaw|, degrees.
     """
-    from qa_headpose.runtime import TFLiteRunner
+    from qa_headpose.inference.runtime import TFLiteRunner
 
     out = Path(out)
     runners = [TFLiteRunner(t, num_threads=num_threads) for t in teachers]

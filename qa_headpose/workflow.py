@@ -334,7 +334,7 @@ def predict_model(model_path: str | os.PathLike, x: np.ndarray, phase: str = "qa
     """(n, 3) degrees from a .tflite file or a run folder's float/QAT Keras model."""
     path = Path(model_path)
     if path.suffix == ".tflite":
-        from qa_headpose.runtime import TFLiteRunner
+        from qa_headpose.inference.runtime import TFLiteRunner
 
         runner = TFLiteRunner(path, num_threads=num_threads)
         return np.concatenate([runner(x[i : i + 64]) for i in range(0, len(x), 64)])
@@ -347,7 +347,7 @@ def model_input_size(model_path: str | os.PathLike) -> int:
     """The input side of a .tflite file or a run folder's model."""
     path = Path(model_path)
     if path.suffix == ".tflite":
-        from qa_headpose.runtime import TFLiteRunner
+        from qa_headpose.inference.runtime import TFLiteRunner
 
         return TFLiteRunner(path).input_size
     return read_run_config(path)["model"].input_size

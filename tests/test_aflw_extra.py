@@ -15,7 +15,7 @@ from qa_headpose import aflw_extra, workflow
 from qa_headpose.config import ExtraDataConfig
 from qa_headpose.core.errors import DataError
 from qa_headpose.data import load_faces
-from qa_headpose.preprocess import crop_face, enlarge_box
+from qa_headpose.inference.preprocess import crop_face, enlarge_box
 from qa_headpose.pseudo_label import pseudo_label_folder, teacher_predict
 
 EXTRA_DIR = SHARED_DATA / "AFLW_extra"
@@ -104,7 +104,7 @@ def teacher_models():
 
 
 def test_teacher_averages_crop_and_mirror_symmetrically(mini_extra, teacher_models):
-    from qa_headpose.runtime import TFLiteRunner
+    from qa_headpose.inference.runtime import TFLiteRunner
 
     faces = aflw_extra.load_aflw_extra(mini_extra, labels="none")
     runners = [TFLiteRunner(p) for p in teacher_models]

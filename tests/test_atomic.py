@@ -107,7 +107,7 @@ def test_write_model_writes_json_first_with_the_hash(tmp_path, monkeypatch):
 
 def test_runner_refuses_a_model_whose_json_names_other_bytes(tiny_int8_tflite, tmp_path):
     from qa_headpose.core.errors import ModelError
-    from qa_headpose.runtime import TFLiteRunner
+    from qa_headpose.inference.runtime import TFLiteRunner
 
     path = tmp_path / "m.tflite"
     payload = open(tiny_int8_tflite, "rb").read()

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa_headpose import bench, registry
+from qa_headpose import bench
 from qa_headpose.cli import benchmark_main, export_main, main
+from qa_headpose.inference import registry
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--threads", "1", "--batch-sizes", "1,4", "--runs", "20", "--warmup", "2", "--throughput-seconds", "0.05"]
@@ -142,7 +143,7 @@ def test_count_macs_of_first_convolution(tiny_int8_tflite, tiny_model_config):
 
 def test_library_rows_with_accuracy(tiny_tflite_models, synthetic_faces):
     from qa_headpose.core.angles import mean_absolute_errors
-    from qa_headpose.runtime import TFLiteRunner
+    from qa_headpose.inference.runtime import TFLiteRunner
 
     crops = synthetic_faces.crops(32).astype(np.float32)
     cfg = bench.BenchmarkConfig(
@@ -211,8 +212,8 @@ assert "tensorflow" not in sys.modules, "the litert worker imported TensorFlow"
 
 def test_litert_engine_is_the_runtime_runner(tiny_int8_tflite, tiny_images):
     from qa_headpose.bench import engines
-    from qa_headpose.preprocess import to_model_input
-    from qa_headpose.runtime import TFLiteRunner
+    from qa_headpose.inference.preprocess import to_model_input
+    from qa_headpose.inference.runtime import TFLiteRunner
 
     x = to_model_input(list(tiny_images), 32)
     expected = TFLiteRunner(tiny_int8_tflite)(x)

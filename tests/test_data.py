@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from qa_headpose import data
-from qa_headpose.config import CROP_MARGIN
-from qa_headpose.preprocess import crop_face
+from qa_headpose.inference import images
+from qa_headpose.inference.preprocess import CROP_MARGIN, crop_face
 
 
 def test_load_real_aflw_folder(aflw_faces, aflw_small):
@@ -22,7 +22,7 @@ def test_load_real_aflw_folder(aflw_faces, aflw_small):
 
 def test_loose_crop_keeps_fsanet_crop(aflw_small):
     """Cropping from the stored loose crop equals cropping the original image."""
-    image = data.read_image(aflw_small / "image00002.jpg")
+    image = images.read_image(aflw_small / "image00002.jpg")
     _, box = data.read_mat_label(aflw_small / "image00002.mat")
     loose, loose_box = data.loose_crop(image, box)
     direct = crop_face(image, box, 64).astype(int)
@@ -79,9 +79,9 @@ def test_bad_files(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "text.jpg").write_text("not an image")
     with pytest.raises(data.DataError, match="Empty"):
-        data.read_image(tmp_path / "empty.jpg")
+        images.read_image(tmp_path / "empty.jpg")
     with pytest.raises(data.DataError, match="decode"):
-        data.read_image(tmp_path / "text.jpg")
+        images.read_image(tmp_path / "text.jpg")
     with pytest.raises(data.DataError, match="No image with a .mat"):
         data.load_mat_folder(tmp_path)
     import scipy.io
@@ -100,7 +100,7 @@ def test_read_image_converts_gray_rgba_16bit(tmp_path):
     cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
     cv2.imwrite(str(tmp_path / "ünïcode.png"), rgba[..., :3])
     for name, shape in [("g16.png", (48, 64, 3)), ("rgba.png", (20, 30, 3)), ("ünïcode.png", (20, 30, 3))]:
-        image = data.read_image(tmp_path / name)
+        image = images.read_image(tmp_path / name)
         assert image.shape == shape and image.dtype == np.uint8
 
 

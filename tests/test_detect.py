@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from qa_headpose import detect
 from qa_headpose.core.errors import ModelError
-from qa_headpose.detect import (
+from qa_headpose.inference import detect
+from qa_headpose.inference.detect import (
     Detection,
     FaceDetector,
     box_iou,
@@ -19,7 +19,7 @@ from qa_headpose.detect import (
     match_detection,
     weighted_nms,
 )
-from qa_headpose.predict import SAMPLE_IMAGE
+from qa_headpose.inference.sources import SAMPLE_IMAGE
 
 # The astronaut's face in the shipped sample, marked by hand (x_min, y_min, x_max, y_max).
 ASTRONAUT_FACE = (180, 80, 270, 178)
@@ -38,7 +38,8 @@ def sample_image() -> np.ndarray:
 def _aflw_images(aflw_dir, n: int, max_abs_yaw: float = 99.0):
     """The first n AFLW2000 images with |yaw| below the bound, with their landmark boxes."""
     pytest.importorskip("scipy")
-    from qa_headpose.data import read_image, read_mat_label
+    from qa_headpose.data import read_mat_label
+    from qa_headpose.inference.images import read_image
 
     out = []
     for path in sorted(aflw_dir.glob("*.jpg")):

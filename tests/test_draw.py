@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qa_headpose.core.angles import ypr_to_matrix
-from qa_headpose.draw import (
+from qa_headpose.inference.draw import (
     AXIS_COLORS,
     cube_points,
     draw_axes,

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from qa_headpose import HeadPose, HeadPoseEstimator
-from qa_headpose.detect import FaceDetector
-from qa_headpose.preprocess import to_model_input
+from qa_headpose.inference.detect import FaceDetector
+from qa_headpose.inference.preprocess import to_model_input
 
 
 def test_predict_and_batch_agree(tiny_int8_tflite, aflw_faces):
@@ -39,7 +39,7 @@ def _sample_inputs():
     """Whole images (with 0, 1 and 2 faces), single crops and batches of several sizes, from real photos."""
     import cv2
 
-    from qa_headpose.predict import SAMPLE_IMAGE
+    from qa_headpose.inference.sources import SAMPLE_IMAGE
 
     image = cv2.imread(str(SAMPLE_IMAGE))
     mirrored = np.ascontiguousarray(image[:, ::-1])
@@ -94,7 +94,7 @@ def test_concurrent_first_calls_create_one_detector(monkeypatch):
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from qa_headpose import detect
+    from qa_headpose.inference import detect
 
     images, _, _ = _sample_inputs()
     made = []
@@ -162,7 +162,7 @@ def _model_with_output_scale(tmp_path, factor: float):
     """The shipped model with its output tensor's scale divided by ``factor`` (its other bytes unchanged)."""
     import struct
 
-    from qa_headpose.estimator import DEFAULT_MODEL
+    from qa_headpose.inference.estimator import DEFAULT_MODEL
 
     content = DEFAULT_MODEL.read_bytes()
     old = struct.pack("<f", 100 / 128)

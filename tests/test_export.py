@@ -5,7 +5,7 @@ import pytest
 
 
 def test_int8_model_is_fully_integer(tiny_int8_tflite):
-    from qa_headpose.runtime import TFLiteRunner
+    from qa_headpose.inference.runtime import TFLiteRunner
 
     runner = TFLiteRunner(tiny_int8_tflite)
     assert runner.input_dtype == np.int8 and runner.output_dtype == np.int8
@@ -20,7 +20,7 @@ def test_int8_model_is_fully_integer(tiny_int8_tflite):
 
 
 def test_float_and_dynamic_models_are_not_int8(tiny_tflite_models):
-    from qa_headpose.runtime import TFLiteRunner
+    from qa_headpose.inference.runtime import TFLiteRunner
 
     for variant in ("float32", "dynamic"):
         runner = TFLiteRunner(tiny_tflite_models[variant])

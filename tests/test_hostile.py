@@ -41,12 +41,14 @@ from hypothesis.extra import numpy as hnp
 
 from qa_headpose import HeadPose, HeadPoseEstimator, biwi, cli, workflow
 from qa_headpose.core.errors import DataError, ModelError
-from qa_headpose.data import decode_image, load_faces, load_fsanet_npz, load_mat_folder, read_image
-from qa_headpose.detect import DETECTOR_MODEL
-from qa_headpose.estimator import MODELS_DIR
-from qa_headpose.predict import SAMPLE_IMAGE, PredictConfig, run_predict
-from qa_headpose.runtime import TFLiteRunner
-from qa_headpose.video import open_camera, open_video
+from qa_headpose.data import load_faces, load_fsanet_npz, load_mat_folder
+from qa_headpose.inference.detect import DETECTOR_MODEL
+from qa_headpose.inference.estimator import MODELS_DIR
+from qa_headpose.inference.images import decode_image, read_image
+from qa_headpose.inference.predict import PredictConfig, run_predict
+from qa_headpose.inference.runtime import TFLiteRunner
+from qa_headpose.inference.sources import SAMPLE_IMAGE
+from qa_headpose.inference.video import open_camera, open_video
 
 REPO = Path(__file__).resolve().parents[1]
 OK = "ok"
@@ -227,7 +229,7 @@ def _unwritable_under_proc() -> str:
 # ---------------------------------------------------------------- the cases
 Call = Callable[[Ctx], Any]
 CASES: list[tuple[str, Call, Any, Any]] = [
-    # ---- images: API (data.read_image) and CLI (qa-headpose predict)
+    # ---- images: API (images.read_image) and CLI (qa-headpose predict)
     ("image/missing-api", lambda c: read_image(c.tmp / "missing.jpg"), DataError, "Not a file"),
     ("image/missing-cli", lambda c: ["predict", c.tmp / "missing.jpg", "--model", c.int8], 2, "No such file or folder"),
     ("image/directory-api", lambda c: read_image(c.folder("dir.jpg")), DataError, "Not a file"),

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 
 from qa_headpose import cli
-from qa_headpose.detect import crop_box_from_detection
-from qa_headpose.estimator import DEFAULT_MODEL, HeadPoseEstimator
-from qa_headpose.predict import COLUMNS, SAMPLE_IMAGE, PredictConfig, plan_outputs
-from qa_headpose.preprocess import crop_face
+from qa_headpose.inference.detect import crop_box_from_detection
+from qa_headpose.inference.estimator import DEFAULT_MODEL, HeadPoseEstimator
+from qa_headpose.inference.predict import COLUMNS, PredictConfig
+from qa_headpose.inference.preprocess import crop_face
+from qa_headpose.inference.sources import SAMPLE_IMAGE, plan_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +54,8 @@ def estimator(tiny_int8_tflite) -> HeadPoseEstimator:
 def face_dir(tmp_path_factory, aflw_dir, estimator) -> Path:
     """Three real AFLW2000 faces (|yaw| < 40, found by the detector), linked into a folder."""
     pytest.importorskip("scipy")
-    from qa_headpose.data import read_image, read_mat_label
+    from qa_headpose.data import read_mat_label
+    from qa_headpose.inference.images import read_image
 
     out = tmp_path_factory.mktemp("faces")
     for path in sorted(aflw_dir.glob("*.jpg")):
@@ -151,7 +153,7 @@ def test_output_folder_gets_one_image_per_input(capsys, tmp_path, tiny_int8_tfli
 
 
 def _source(face_dir: Path):
-    from qa_headpose.predict import Source
+    from qa_headpose.inference.sources import Source
 
     path = sorted(face_dir.iterdir())[0]
     return Source("image", str(path), path)
@@ -302,7 +304,7 @@ def test_config_validation():
 def test_inference_path_imports_no_tensorflow(tiny_int8_tflite):
     code = (
         "import sys\n"
-        "from qa_headpose import cli, detect, draw, estimator, predict, video\n"
+        "from qa_headpose import cli; from qa_headpose.inference import detect, draw, estimator, predict, video\n"
         f"assert cli.main(['predict', '--model', {str(tiny_int8_tflite)!r}, '--quiet']) == 0\n"
         "bad = [m for m in ('tensorflow', 'tf_keras', 'keras', 'qa_headpose._keras') if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -413,7 +415,7 @@ def test_jobs_stop_at_once_and_clean_up_when_interrupted(tmp_path):
     """Ctrl-C (here: KeyboardInterrupt from on_row) ends the workers mid-video and leaves no partial file."""
     import multiprocessing
 
-    from qa_headpose.predict import run_predict
+    from qa_headpose.inference.predict import run_predict
 
     video = tmp_path / "long.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (320, 240))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from qa_headpose import preprocess
+from qa_headpose.inference import preprocess
 
 
 def test_landmark_box_skips_invisible_points():

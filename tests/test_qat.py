@@ -23,8 +23,8 @@ def test_qat_model_is_trained_and_saved_with_fake_quant(tiny_run, tiny_model_con
 def test_pose_output_range_is_fixed_in_degrees(tiny_model_config, tiny_int8_tflite):
     """Pose outputs beyond the int8 range clip to -100 / +99.2 degrees, in QAT and in the int8 export."""
     from qa_headpose import qat
+    from qa_headpose.inference.runtime import TFLiteRunner
     from qa_headpose.model import build_model
-    from qa_headpose.runtime import TFLiteRunner
 
     model = qat.make_qat_model(build_model(tiny_model_config))
     layer = model.get_layer("quant_pose")

@@ -25,7 +25,7 @@ pytest.importorskip("starlette", reason="qa-headpose serve needs the serve extra
 pytest.importorskip("uvicorn", reason="qa-headpose serve needs the serve extra: pip install -e .[serve]")
 
 from qa_headpose import HeadPoseEstimator  # noqa: E402
-from qa_headpose.data import decode_image  # noqa: E402
+from qa_headpose.inference.images import decode_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "qa_headpose" / "assets" / "astronaut.jpg"

@@ -29,7 +29,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from qa_headpose import HeadPoseEstimator  # noqa: E402
-from qa_headpose.data import read_image  # noqa: E402
+from qa_headpose.inference.images import read_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "qa_headpose" / "assets" / "astronaut.jpg"

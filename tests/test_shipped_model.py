@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from qa_headpose import registry
-from qa_headpose.estimator import DEFAULT_MODEL, MODELS_DIR
+from qa_headpose.inference import registry
+from qa_headpose.inference.estimator import DEFAULT_MODEL, MODELS_DIR
+from qa_headpose.inference.runtime import TFLiteRunner
 from qa_headpose.modelcard import sha256
-from qa_headpose.runtime import TFLiteRunner
 
 NAMES = registry.MODEL_NAMES
 SHIPPED = "full-int8 .tflite (shipped)"

@@ -7,8 +7,8 @@ import pytest
 
 from qa_headpose.core.angles import HeadPose
 from qa_headpose.core.errors import DataError
-from qa_headpose.detect import FaceResult
-from qa_headpose.video import (
+from qa_headpose.inference.detect import FaceResult
+from qa_headpose.inference.video import (
     FaceTracker,
     OneEuroFilter,
     PoseFilter,

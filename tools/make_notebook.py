@@ -108,7 +108,7 @@ def optional(name: str):
         return None
 
 
-draw, detect, bench, predict = (optional(n) for n in ("draw", "detect", "bench", "predict"))
+draw, detect, bench, sources = (optional(n) for n in ("inference.draw", "inference.detect", "bench", "inference.sources"))
 
 if FAST:
     PRESET = "tiny"
@@ -300,7 +300,7 @@ and dynamic-range models of the float weights, for comparison.
     (
         "code",
         """
-from qa_headpose.runtime import TFLiteRunner
+from qa_headpose.inference.runtime import TFLiteRunner
 
 written = workflow.export_run(run_dir, out_dir, prepared.train, ExportConfig(), VARIANTS)
 models = {v: out_dir / f"headpose_{v}.tflite" for v in written}
@@ -345,7 +345,7 @@ model is listed when the package has one.
     (
         "code",
         """
-from qa_headpose.estimator import DEFAULT_MODEL as shipped
+from qa_headpose.inference.estimator import DEFAULT_MODEL as shipped
 
 val = prepared.val
 results = {f"Keras {p}": summary[p]["val"] for p in ("float", "qat")}
@@ -446,24 +446,24 @@ predicted axes. (In fast mode the model has trained for two epochs on 60 faces: 
     (
         "code",
         """
-if None in (draw, detect, predict):
-    print("skipped: the prediction needs qa_headpose.draw, qa_headpose.detect and qa_headpose.predict")
+if None in (draw, detect, sources):
+    print("skipped: the prediction needs qa_headpose.inference.draw, qa_headpose.inference.detect and qa_headpose.inference.sources")
 else:
-    from qa_headpose.data import read_image
-    from qa_headpose.estimator import HeadPoseEstimator
+    from qa_headpose.inference.images import read_image
+    from qa_headpose.inference.estimator import HeadPoseEstimator
 
     estimator = HeadPoseEstimator.from_tflite(models["int8"])
-    image = read_image(predict.SAMPLE_IMAGE)
+    image = read_image(sources.SAMPLE_IMAGE)
     found = estimator.predict_image(image)
     for face in found:
         print(f"face {face.face}: score {face.score:.2f}, box {tuple(round(v) for v in face.box)}, {face.pose}")
         draw.draw_face(image, face.box, face.pose, mode="axes")
     if not found:
-        print(f"no face found in {predict.SAMPLE_IMAGE.name}")
+        print(f"no face found in {sources.SAMPLE_IMAGE.name}")
     fig = Figure(figsize=(6, 6), layout="constrained")
     ax = fig.subplots()
     ax.imshow(image[:, :, ::-1])
-    ax.set_title(f"{predict.SAMPLE_IMAGE.name}, {models['int8'].name}")
+    ax.set_title(f"{sources.SAMPLE_IMAGE.name}, {models['int8'].name}")
     ax.axis("off")
     show(fig, "sample_prediction")
 """,

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from qa_headpose import HeadPoseEstimator
-from qa_headpose.draw import draw_face, draw_text
+from qa_headpose.inference.draw import draw_face, draw_text
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "qa_headpose" / "assets" / "astronaut.jpg"

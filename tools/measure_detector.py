@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from qa_headpose.core import angles
-from qa_headpose.data import read_image, read_mat_label, read_split
-from qa_headpose.detect import FaceDetector, box_iou, fit_box_mapping, match_detection
+from qa_headpose.data import read_mat_label, read_split
+from qa_headpose.inference.detect import FaceDetector, box_iou, fit_box_mapping, match_detection
+from qa_headpose.inference.images import read_image
 
 BANDS = (0, 15, 30, 45, 60, 75, 90, 99, 1e9)
 

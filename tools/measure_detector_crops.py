@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from qa_headpose.core import angles
-from qa_headpose.data import read_image, read_mat_label, read_split
-from qa_headpose.detect import FaceDetector, match_detection
-from qa_headpose.estimator import HeadPoseEstimator
-from qa_headpose.preprocess import crop_face
+from qa_headpose.data import read_mat_label, read_split
+from qa_headpose.inference.detect import FaceDetector, match_detection
+from qa_headpose.inference.estimator import HeadPoseEstimator
+from qa_headpose.inference.images import read_image
+from qa_headpose.inference.preprocess import crop_face
 
 
 def main() -> None:

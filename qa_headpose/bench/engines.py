@@ -6,7 +6,7 @@ rows time the same thing on every runtime:
 
 - LiteRT (XNNPACK on, the default interpreter) **is** `TFLiteRunner`: the rows time
   what `HeadPoseEstimator` runs, its quantize, invoke and dequantize included.
-- tf.lite (deprecated, behind ``--runtimes``) is `TFLiteRunner(prefer="tf")`.
+- tf.lite (deprecated, behind ``--runtimes``) is `TFLiteRunner(interpreter_cls=tf.lite.Interpreter)`.
 - XNNPACK off (behind ``--xnnpack``): `TFLiteRunner` has no setting for the op
   resolver, so `UndelegatedRunner` makes the interpreter with
   ``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` and reuses the runtime's input check and
@@ -48,7 +48,7 @@ class UndelegatedRunner:
     """
 
     def __init__(self, path: str, num_threads: int, module: str = "litert") -> None:
-        from qa_headpose import runtime
+        from qa_headpose.inference import runtime
 
         if module == "litert":
             from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -74,7 +74,7 @@ class UndelegatedRunner:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """float32 (batch, S, S, 3) pixels -> float32 (batch, 3) degrees."""
-        from qa_headpose.runtime import check_model_input, dequantize, quantize
+        from qa_headpose.inference.runtime import check_model_input, dequantize, quantize
 
         x = check_model_input(x, self.input_size)
         if len(x) != self._batch:
@@ -127,13 +127,18 @@ def tflite_engine(path: str, runtime: str, threads: int, xnnpack: bool) -> Engin
         EngineSkip: if the runtime cannot load the model.
     """
     from qa_headpose.core.errors import ModelError
-    from qa_headpose.runtime import TFLiteRunner
+    from qa_headpose.inference.runtime import TFLiteRunner
 
     start = time.perf_counter()
     try:
         if xnnpack:
             # One interpreter: the rows time one caller (see `frame.measure_callers` for several).
-            runner = TFLiteRunner(path, threads, "litert" if runtime == "litert" else "tf", max_concurrency=1)
+            interpreter_cls = None  # LiteRT; the inference runtime never imports TensorFlow
+            if runtime != "litert":
+                import tensorflow as tf
+
+                interpreter_cls = tf.lite.Interpreter
+            runner = TFLiteRunner(path, threads, interpreter_cls, max_concurrency=1)
         else:
             runner = UndelegatedRunner(path, threads, runtime)
     except ModelError as exc:

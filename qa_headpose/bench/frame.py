@@ -77,8 +77,8 @@ def measure_frame(
     Raises:
         ValueError: if no face is detected in the frame.
     """
-    from qa_headpose.estimator import HeadPoseEstimator
-    from qa_headpose.preprocess import crop_face, to_model_input
+    from qa_headpose.inference.estimator import HeadPoseEstimator
+    from qa_headpose.inference.preprocess import crop_face, to_model_input
 
     estimator = HeadPoseEstimator(model_path, num_threads=num_threads, max_concurrency=1)
     frame = default_frame() if frame is None else frame
@@ -141,9 +141,9 @@ def measure_callers(
     Raises:
         ValueError: if no face is detected in the frame, or ``callers`` holds a value < 1.
     """
-    from qa_headpose.estimator import HeadPoseEstimator
-    from qa_headpose.preprocess import crop_face
-    from qa_headpose.runtime import default_max_concurrency
+    from qa_headpose.inference.estimator import HeadPoseEstimator
+    from qa_headpose.inference.preprocess import crop_face
+    from qa_headpose.inference.runtime import default_max_concurrency
 
     if not callers or min(callers) < 1:
         raise ValueError(f"callers must be positive integers. Received: callers={tuple(callers)}")

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from qa_headpose import registry
+from qa_headpose.inference import registry
 
 FORMATS = ("tflite", "onnx", "keras")
 RUNS_DIR_ENV = "QA_HEADPOSE_RUNS_DIR"

@@ -196,7 +196,7 @@ def xnnpack_label(value: bool | None) -> str:
 
 def system_info() -> dict[str, Any]:
     """CPU model, core counts, clock, SIMD flags, OS, Python and library versions, load average."""
-    from qa_headpose.runtime import default_max_concurrency
+    from qa_headpose.inference.runtime import default_max_concurrency
 
     cpu_model, mhz, flags = platform.processor() or "unknown", None, set()
     try:
@@ -385,7 +385,7 @@ def _input_size(spec: ModelSpec) -> int:
         from qa_headpose.onnx_export import OnnxRunner
 
         return OnnxRunner(spec.path).input_size
-    from qa_headpose.runtime import TFLiteRunner
+    from qa_headpose.inference.runtime import TFLiteRunner
 
     return TFLiteRunner(spec.path, max_concurrency=1).input_size
 

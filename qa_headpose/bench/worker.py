@@ -171,7 +171,7 @@ def _sample_input(size: int, batch: int) -> np.ndarray:
 
 def measure_engine(spec: ModelSpec, engine: Engine, job: dict[str, Any], threads: int) -> dict[str, Any]:
     """Latency, end-to-end latency and throughput of one engine (the fields of a `BenchmarkResult` row)."""
-    from qa_headpose.preprocess import to_model_input
+    from qa_headpose.inference.preprocess import to_model_input
 
     size = engine.input_size
     x1 = _sample_input(size, 1)

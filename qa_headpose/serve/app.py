@@ -45,9 +45,9 @@ from starlette.routing import Route
 from qa_headpose import __version__
 from qa_headpose.core.angles import ANGLE_LIMIT_DEG
 from qa_headpose.core.errors import DataError
-from qa_headpose.data import decode_image, image_header_size
-from qa_headpose.draw import head_axes
-from qa_headpose.estimator import HeadPoseEstimator
+from qa_headpose.inference.draw import head_axes
+from qa_headpose.inference.estimator import HeadPoseEstimator
+from qa_headpose.inference.images import decode_image, image_header_size
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from qa_headpose.config import CROP_MARGIN
+# Margin of the FSA-Net crop: the landmark (or detector) box grows by this
+# fraction of its width/height on each side.
+CROP_MARGIN = 0.6
 
 
 def landmark_box(points_2xn: np.ndarray) -> np.ndarray:

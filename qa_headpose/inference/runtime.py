@@ -126,16 +126,21 @@ def read_model(model: str | os.PathLike | bytes) -> tuple[bytes, str]:
 
 
 def load_interpreter(
-    model: str | os.PathLike | bytes, num_threads: int = 1, prefer: str = "litert", name: str | None = None
+    model: str | os.PathLike | bytes,
+    num_threads: int = 1,
+    interpreter_cls: Callable[..., Any] | None = None,
+    name: str | None = None,
 ) -> Any:
-    """Creates a TFLite interpreter; ai_edge_litert when installed, else tf.lite.
+    """Creates a LiteRT interpreter (this package never imports TensorFlow for inference).
 
     An interpreter is not thread-safe: use one from one thread at a time (`InterpreterPool`).
 
     Args:
         model: path to a .tflite file, or its bytes.
         num_threads: CPU threads of the interpreter (>= 1).
-        prefer: "litert" (ai_edge_litert, falling back to tf.lite) or "tf" (tf.lite).
+        interpreter_cls: the interpreter class; None for ``ai_edge_litert.interpreter.Interpreter``.
+            Any class with its constructor (``model_content``, ``num_threads``) fits, e.g. the
+            deprecated ``tf.lite.Interpreter`` that the benchmark measures as an extra engine.
         name: what error messages call the model (default: its path, or "<bytes>").
 
     Returns:
@@ -144,11 +149,12 @@ def load_interpreter(
     Raises:
         ModelError: if the file is missing or not a valid TFLite model.
         ValueError: if num_threads < 1.
-        ImportError: if neither interpreter is installed.
+        ImportError: if ai_edge_litert is not installed.
     """
     if int(num_threads) < 1:
         raise ValueError(f"num_threads must be >= 1. Received: num_threads={num_threads}")
-    interpreter_cls = _interpreter_class(prefer)
+    if interpreter_cls is None:
+        interpreter_cls = _litert_interpreter()
     content, what = read_model(model)
     try:
         # From bytes, not a path: every interpreter of a pool then runs the very same model,
@@ -161,21 +167,12 @@ def load_interpreter(
     return interpreter
 
 
-def _interpreter_class(prefer: str) -> Any:
-    if prefer not in ("litert", "tf"):
-        raise ValueError(f"prefer must be 'litert' or 'tf'. Received: prefer={prefer!r}")
-    if prefer == "litert":
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-
-            return Interpreter
-        except ImportError:
-            logger.info("ai_edge_litert is not installed; falling back to tf.lite.Interpreter")
+def _litert_interpreter() -> Any:
     try:
-        import tensorflow as tf
+        from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise ImportError("No TFLite interpreter found. Install one with `pip install ai-edge-litert`.") from None
-    return tf.lite.Interpreter
+        raise ImportError("LiteRT is not installed: `pip install ai-edge-litert`.") from None
+    return Interpreter
 
 
 def check_model_input(x: np.ndarray, input_size: int) -> np.ndarray:
@@ -232,7 +229,7 @@ class TFLiteRunner:
     Args:
         model: path to the .tflite file, or its bytes.
         num_threads: interpreter threads.
-        prefer: which interpreter to use first, "litert" or "tf".
+        interpreter_cls: the interpreter class; None for LiteRT's (see `load_interpreter`).
         max_concurrency: most interpreters (concurrent calls); None for the number of CPUs.
 
     Raises:
@@ -247,14 +244,14 @@ class TFLiteRunner:
         self,
         model: str | os.PathLike | bytes,
         num_threads: int = 1,
-        prefer: str = "litert",
+        interpreter_cls: Callable[..., Any] | None = None,
         max_concurrency: int | None = None,
     ) -> None:
         max_concurrency = check_max_concurrency(max_concurrency)
         self._content, self._name = read_model(model)
-        interpreter = load_interpreter(self._content, num_threads, prefer, name=self._name)
+        interpreter = load_interpreter(self._content, num_threads, interpreter_cls, name=self._name)
         self.num_threads = int(num_threads)
-        self.prefer = prefer
+        self.interpreter_cls = interpreter_cls
         inputs = interpreter.get_input_details()
         outputs = interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -286,10 +283,10 @@ class TFLiteRunner:
 
     def __reduce__(self) -> tuple:
         # Pickles as the model bytes and settings (for process pools); interpreters are made anew.
-        return (type(self), (self._content, self.num_threads, self.prefer, self.max_concurrency))
+        return (type(self), (self._content, self.num_threads, self.interpreter_cls, self.max_concurrency))
 
     def _new_slot(self) -> _Slot:
-        interpreter = load_interpreter(self._content, self.num_threads, self.prefer, name=self._name)
+        interpreter = load_interpreter(self._content, self.num_threads, self.interpreter_cls, name=self._name)
         return _Slot(interpreter, int(interpreter.get_input_details()[0]["shape"][0]))
 
     def _check_metadata(self, path: Path) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_headpose import registry
 from qa_headpose.core.angles import HeadPose, from_model_output
 from qa_headpose.core.errors import ModelError
-from qa_headpose.preprocess import to_model_input
-from qa_headpose.runtime import TFLiteRunner
+from qa_headpose.inference import registry
+from qa_headpose.inference.preprocess import to_model_input
+from qa_headpose.inference.runtime import TFLiteRunner
 
 MODELS_DIR = registry.MODELS_DIR
 DEFAULT_MODEL = registry.shipped_model_path(registry.DEFAULT_MODEL_NAME)
@@ -167,7 +167,7 @@ class HeadPoseEstimator:
         if detector is None:
             with self._detector_lock:
                 if self._detector is None:  # another thread may have made it while this one waited
-                    from qa_headpose.detect import FaceDetector
+                    from qa_headpose.inference.detect import FaceDetector
 
                     self._detector = FaceDetector(
                         num_threads=self.runner.num_threads, max_concurrency=self.max_concurrency
@@ -199,9 +199,9 @@ class HeadPoseEstimator:
             ValueError: if ``image`` is not a non-empty image array (`data.DataError`, a
                 ValueError, for a float or wrongly shaped one).
         """
-        from qa_headpose.data import to_bgr_uint8
-        from qa_headpose.detect import FaceResult
-        from qa_headpose.preprocess import crop_face
+        from qa_headpose.inference.detect import FaceResult
+        from qa_headpose.inference.images import to_bgr_uint8
+        from qa_headpose.inference.preprocess import crop_face
 
         image = to_bgr_uint8(np.asarray(image), "predict_image input")
         detector = self.detector  # one detector for the whole call, even if another thread sets a new one

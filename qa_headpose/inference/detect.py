@@ -28,9 +28,9 @@ import numpy as np
 
 from qa_headpose.core.angles import HeadPose
 from qa_headpose.core.errors import ModelError
-from qa_headpose.runtime import InterpreterPool, check_max_concurrency, load_interpreter, read_model
+from qa_headpose.inference.runtime import InterpreterPool, check_max_concurrency, load_interpreter, read_model
 
-MODELS_DIR = Path(__file__).with_name("models")
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 # The shipped BlazeFace models by name: "short" (faces within ~2 m, the default) and
 # "full" (full-range sparse model: smaller faces, about 5x slower).
 DETECTOR_MODELS = {

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-MODELS_DIR = Path(__file__).with_name("models")
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 MODEL_NAMES: tuple[str, ...] = ("accurate", "fast")
 DEFAULT_MODEL_NAME = "accurate"
 # Float weights and float32 .tflite files live in the repository, outside the package.
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 
 
 def shipped_model_path(name: str = DEFAULT_MODEL_NAME) -> Path:

@@ -1,0 +1,9 @@
+"""TF-free inference: numpy, OpenCV and LiteRT only (tests/test_layout.py checks it).
+
+Read in this order, image -> box -> crop -> input -> runner -> HeadPose:
+`images` (decode to uint8 BGR) -> `detect` (face boxes) -> `preprocess` (the crop and the
+model input, float32 (n, S, S, 3) pixels in [0, 255]) -> `runtime` (`TFLiteRunner`, degrees
+out) -> `estimator` (`HeadPoseEstimator`, returning `core.angles.HeadPose`). Around them:
+`registry` (shipped models by name), `video` (frames, tracking, smoothing), `draw`,
+`predict`/`sources`/`outputs` (the ``predict`` command's work).
+"""
