@@ -404,7 +404,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from qa_headpose import workflow
     from qa_headpose.core.atomic import write_json
     from qa_headpose.core.errors import DataError
-    from qa_headpose.data import split_train_val
+    from qa_headpose.datasets.splits import split_train_val
 
     for path in args.data:  # cheap checks first: missing data, then a bad model, before any data is read
         if not Path(path).exists():
@@ -464,7 +464,7 @@ def _run_data(args: argparse.Namespace) -> int:
             raise UsageError(f"--out must end in .npz. Received: {args.out}")
         _check_output(args.out, args.force)
         from qa_headpose import workflow
-        from qa_headpose.data import save_fsanet_npz
+        from qa_headpose.datasets.npz import save_fsanet_npz
 
         faces, counts = workflow.load_filtered([args.src], None if args.no_filter else 99.0)
         save_fsanet_npz(faces, args.out, args.size)
@@ -473,8 +473,8 @@ def _run_data(args: argparse.Namespace) -> int:
         )
     elif args.data_command == "pseudo-label":
         _check_output(args.out, args.force)
+        from qa_headpose.datasets.pseudo_label import pseudo_label_folder
         from qa_headpose.presets import TEACHER_MODELS
-        from qa_headpose.pseudo_label import pseudo_label_folder
 
         teachers = args.teacher or list(TEACHER_MODELS)
         progress = not args.quiet and (args.progress or sys.stderr.isatty())
@@ -484,7 +484,7 @@ def _run_data(args: argparse.Namespace) -> int:
             f"ensemble spread {summary['spread_mean_deg']:.2f}, |yaw - AFLW gt_yaw| {summary['gt_yaw_gap_deg']:.2f} deg"
         )
     elif args.data_command == "download":
-        from qa_headpose import download
+        from qa_headpose.datasets import download
 
         if args.out.exists() and not args.force:
             raise UsageError(f"{args.out} already exists; pass --force to replace it")
@@ -699,7 +699,7 @@ def _invocation() -> str:
 
 def _benchmark_data(args: argparse.Namespace):
     from qa_headpose import workflow
-    from qa_headpose.data import split_train_val
+    from qa_headpose.datasets.splits import split_train_val
 
     faces, _ = workflow.load_filtered(args.data)
     if args.subset == "val":

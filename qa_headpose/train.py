@@ -20,7 +20,7 @@ from qa_headpose.augment import augment_face
 from qa_headpose.config import AugmentConfig, QATConfig, TrainConfig
 from qa_headpose.core import angles
 from qa_headpose.core.atomic import atomic_path, write_bytes
-from qa_headpose.data import FaceSet
+from qa_headpose.datasets.faceset import FaceSet
 
 logger = logging.getLogger(__name__)
 

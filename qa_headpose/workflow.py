@@ -19,7 +19,9 @@ from qa_headpose.config import ExportConfig, ExtraDataConfig, ModelConfig, QATCo
 from qa_headpose.core import angles
 from qa_headpose.core.atomic import atomic_path, write_json
 from qa_headpose.core.errors import DataError
-from qa_headpose.data import FaceSet, filter_protocol, load_faces, split_train_val
+from qa_headpose.datasets.faceset import FaceSet, filter_protocol
+from qa_headpose.datasets.load import load_faces
+from qa_headpose.datasets.splits import split_train_val
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ def add_extra_faces(
     With ``labels="both"`` each extra face comes twice, once with the teacher's label and
     once with AFLW's own where AFLW has all three angles.
     """
-    from qa_headpose.aflw_extra import label_mask, load_aflw_extra, read_labels
+    from qa_headpose.datasets.aflw_extra import label_mask, load_aflw_extra, read_labels
 
     labels = extra.pseudo_labels if extra.labels in ("pseudo", "both") else extra.labels
     faces = load_aflw_extra(

@@ -59,7 +59,7 @@ def aflw_small(tmp_path_factory, aflw_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def aflw_faces(aflw_small):
-    from qa_headpose.data import load_mat_folder
+    from qa_headpose.datasets.mat import load_mat_folder
 
     return load_mat_folder(aflw_small)
 
@@ -71,7 +71,7 @@ def tiny_images() -> np.ndarray:
 
 def make_synthetic_faces(n: int = 32, size: int = 48, seed: int = 0):
     """A FaceSet whose labels depend on the pixels (a bright blob's position), so a fit can learn."""
-    from qa_headpose.data import FaceSet
+    from qa_headpose.datasets.faceset import FaceSet
 
     rng = np.random.default_rng(seed)
     images, poses = [], []

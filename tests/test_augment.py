@@ -40,7 +40,7 @@ def test_rotation_label_follows_pose_matrix(aflw_faces):
 
 
 def test_augmentation_is_deterministic_and_in_range(aflw_faces):
-    from qa_headpose.data import filter_protocol
+    from qa_headpose.datasets.faceset import filter_protocol
 
     aflw_faces, _ = filter_protocol(aflw_faces)
     cfg = AugmentConfig()

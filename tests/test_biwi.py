@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import BIWI_DIR, require
 
-from qa_headpose import biwi
 from qa_headpose.core.errors import DataError
-from qa_headpose.data import load_faces
+from qa_headpose.datasets import biwi
+from qa_headpose.datasets.load import load_faces
 
 SEQ = "01"
 

@@ -3,7 +3,9 @@ import os
 import numpy as np
 import pytest
 
-from qa_headpose import data
+from qa_headpose.core import errors
+from qa_headpose.datasets import faceset, mat, splits
+from qa_headpose.datasets import npz as npz_io
 from qa_headpose.inference import images
 from qa_headpose.inference.preprocess import CROP_MARGIN, crop_face
 
@@ -23,37 +25,37 @@ def test_load_real_aflw_folder(aflw_faces, aflw_small):
 def test_loose_crop_keeps_fsanet_crop(aflw_small):
     """Cropping from the stored loose crop equals cropping the original image."""
     image = images.read_image(aflw_small / "image00002.jpg")
-    _, box = data.read_mat_label(aflw_small / "image00002.mat")
-    loose, loose_box = data.loose_crop(image, box)
+    _, box = mat.read_mat_label(aflw_small / "image00002.mat")
+    loose, loose_box = faceset.loose_crop(image, box)
     direct = crop_face(image, box, 64).astype(int)
     via_loose = crop_face(loose, loose_box, 64).astype(int)
     assert np.abs(direct - via_loose).mean() < 4.0
 
 
 def test_protocol_filter_and_committed_split(aflw_dir):
-    faces = data.load_mat_folder(aflw_dir).subset(range(300))
-    kept, dropped = data.filter_protocol(faces)
+    faces = mat.load_mat_folder(aflw_dir).subset(range(300))
+    kept, dropped = faceset.filter_protocol(faces)
     assert len(kept) + dropped == 300 and np.all(np.abs(kept.poses) <= 99)
-    train, val = data.split_train_val(kept)
+    train, val = splits.split_train_val(kept)
     assert len(train) + len(val) == len(kept)
     assert not set(train.names) & set(val.names)
-    assert all(data.is_val_name(n) for n in val.names) and not any(data.is_val_name(n) for n in train.names)
+    assert all(splits.is_val_name(n) for n in val.names) and not any(splits.is_val_name(n) for n in train.names)
     assert 0.08 < len(val) / len(kept) < 0.25
 
 
 def test_committed_split_file_matches_hash_rule():
-    names = data.read_split("aflw2000_val")
+    names = splits.read_split("aflw2000_val")
     assert len(names) == 228
-    assert all(data.is_val_name(n) for n in names)
+    assert all(splits.is_val_name(n) for n in names)
 
 
 def test_fsanet_npz_round_trip(tmp_path, aflw_faces):
     path = tmp_path / "faces.npz"
-    data.save_fsanet_npz(aflw_faces, path, size=64)
+    npz_io.save_fsanet_npz(aflw_faces, path, size=64)
     with np.load(path) as npz:
         assert npz["image"].shape == (24, 64, 64, 3) and npz["image"].dtype == np.uint8
         np.testing.assert_allclose(npz["pose"], aflw_faces.poses)
-    again = data.load_fsanet_npz(path)
+    again = npz_io.load_fsanet_npz(path)
     # The FSA-Net crop of an FSA-Net crop is the crop itself.
     np.testing.assert_array_equal(again.crops(64), aflw_faces.crops(64))
     lo = CROP_MARGIN / (1 + 2 * CROP_MARGIN) * 64
@@ -71,24 +73,24 @@ def test_fsanet_npz_round_trip(tmp_path, aflw_faces):
 def test_bad_npz(tmp_path, arrays, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
-    with pytest.raises(data.DataError, match=message):
-        data.load_fsanet_npz(path)
+    with pytest.raises(errors.DataError, match=message):
+        npz_io.load_fsanet_npz(path)
 
 
 def test_bad_files(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "text.jpg").write_text("not an image")
-    with pytest.raises(data.DataError, match="Empty"):
+    with pytest.raises(errors.DataError, match="Empty"):
         images.read_image(tmp_path / "empty.jpg")
-    with pytest.raises(data.DataError, match="decode"):
+    with pytest.raises(errors.DataError, match="decode"):
         images.read_image(tmp_path / "text.jpg")
-    with pytest.raises(data.DataError, match="No image with a .mat"):
-        data.load_mat_folder(tmp_path)
+    with pytest.raises(errors.DataError, match="No image with a .mat"):
+        mat.load_mat_folder(tmp_path)
     import scipy.io
 
     scipy.io.savemat(str(tmp_path / "x.mat"), {"pt2d": np.ones((2, 5))})
-    with pytest.raises(data.DataError, match="Pose_Para"):
-        data.read_mat_label(tmp_path / "x.mat")
+    with pytest.raises(errors.DataError, match="Pose_Para"):
+        mat.read_mat_label(tmp_path / "x.mat")
 
 
 def test_read_image_converts_gray_rgba_16bit(tmp_path):
@@ -116,7 +118,7 @@ def test_save_is_atomic_on_failure(tmp_path, aflw_faces, monkeypatch):
 
     monkeypatch.setattr(os, "replace", rename_fails)
     with pytest.raises(OSError, match="rename failed"):
-        data.save_fsanet_npz(aflw_faces, path)
+        npz_io.save_fsanet_npz(aflw_faces, path)
     assert written["bytes"] > 24 * 64 * 64 * 3  # the crops alone
     assert path.read_bytes() == b"the previous file" and list(tmp_path.iterdir()) == [path]
     monkeypatch.undo()
@@ -127,9 +129,9 @@ def test_save_is_atomic_on_failure(tmp_path, aflw_faces, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", fsync_fails)
     with pytest.raises(OSError, match="disk full"):
-        data.save_fsanet_npz(aflw_faces, path)
+        npz_io.save_fsanet_npz(aflw_faces, path)
     assert written["partial"] > 0
     assert path.read_bytes() == b"the previous file" and list(tmp_path.iterdir()) == [path]
     monkeypatch.undo()
-    data.save_fsanet_npz(aflw_faces, path)
-    assert len(data.load_fsanet_npz(path)) == 24 and list(tmp_path.iterdir()) == [path]
+    npz_io.save_fsanet_npz(aflw_faces, path)
+    assert len(npz_io.load_fsanet_npz(path)) == 24 and list(tmp_path.iterdir()) == [path]

@@ -38,7 +38,7 @@ def sample_image() -> np.ndarray:
 def _aflw_images(aflw_dir, n: int, max_abs_yaw: float = 99.0):
     """The first n AFLW2000 images with |yaw| below the bound, with their landmark boxes."""
     pytest.importorskip("scipy")
-    from qa_headpose.data import read_mat_label
+    from qa_headpose.datasets.mat import read_mat_label
     from qa_headpose.inference.images import read_image
 
     out = []

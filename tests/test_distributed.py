@@ -31,7 +31,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _write_npz(faces, tmp_path: Path) -> tuple[Path, Path]:
-    from qa_headpose.data import save_fsanet_npz
+    from qa_headpose.datasets.npz import save_fsanet_npz
 
     train, val = tmp_path / "train.npz", tmp_path / "val.npz"
     save_fsanet_npz(faces.subset(np.arange(64) % 24), train, 48)
@@ -79,7 +79,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from qa_headpose import workflow
 from qa_headpose.config import AugmentConfig, ModelConfig, QATConfig, TrainConfig
-from qa_headpose.data import load_fsanet_npz
+from qa_headpose.datasets.npz import load_fsanet_npz
 prepared = workflow.PreparedData(load_fsanet_npz(sys.argv[1]), load_fsanet_npz(sys.argv[2]), {"data": []})
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 aug = AugmentConfig(rotate_deg=10.0)

@@ -8,9 +8,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from qa_headpose import cli, download, workflow
+from qa_headpose import cli, workflow
 from qa_headpose.core.errors import DataError
-from qa_headpose.data import load_faces
+from qa_headpose.datasets import download
+from qa_headpose.datasets.load import load_faces
 
 N = 4  # faces per tiny npz
 

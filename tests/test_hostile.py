@@ -39,9 +39,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qa_headpose import HeadPose, HeadPoseEstimator, biwi, cli, workflow
+from qa_headpose import HeadPose, HeadPoseEstimator, cli, workflow
 from qa_headpose.core.errors import DataError, ModelError
-from qa_headpose.data import load_faces, load_fsanet_npz, load_mat_folder
+from qa_headpose.datasets import biwi
+from qa_headpose.datasets.load import load_faces
+from qa_headpose.datasets.mat import load_mat_folder
+from qa_headpose.datasets.npz import load_fsanet_npz
 from qa_headpose.inference.detect import DETECTOR_MODEL
 from qa_headpose.inference.estimator import MODELS_DIR
 from qa_headpose.inference.images import decode_image, read_image

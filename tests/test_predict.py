@@ -54,7 +54,7 @@ def estimator(tiny_int8_tflite) -> HeadPoseEstimator:
 def face_dir(tmp_path_factory, aflw_dir, estimator) -> Path:
     """Three real AFLW2000 faces (|yaw| < 40, found by the detector), linked into a folder."""
     pytest.importorskip("scipy")
-    from qa_headpose.data import read_mat_label
+    from qa_headpose.datasets.mat import read_mat_label
     from qa_headpose.inference.images import read_image
 
     out = tmp_path_factory.mktemp("faces")
@@ -324,7 +324,8 @@ def test_shipped_model_on_the_sample(capsys):
 
 def test_shipped_model_on_aflw2000_val_faces(capsys, tmp_path, aflw_dir):
     pytest.importorskip("scipy")
-    from qa_headpose.data import read_mat_label, read_split
+    from qa_headpose.datasets.mat import read_mat_label
+    from qa_headpose.datasets.splits import read_split
 
     val = sorted(read_split("aflw2000_val"))[:40]
     labels = {}

@@ -109,7 +109,7 @@ def test_checkpoint_killed_mid_save_restores_the_previous_one(tmp_path):
 def test_sigkill_mid_epoch_then_resume(tmp_path, synthetic_faces):
     """A training run killed with SIGKILL mid-epoch resumes to the full epoch count, exports and evaluates."""
     from qa_headpose import workflow
-    from qa_headpose.data import load_fsanet_npz, save_fsanet_npz
+    from qa_headpose.datasets.npz import load_fsanet_npz, save_fsanet_npz
 
     train, val, run = tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "run"
     save_fsanet_npz(synthetic_faces.subset(np.arange(144) % 24), train, 48)

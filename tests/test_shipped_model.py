@@ -56,7 +56,7 @@ def test_model_card_matches_the_files(name):
 def test_shipped_model_scores_the_val_split_as_its_card_says(name, aflw_dir):
     """Re-measures the card's int8 val MAE from the real AFLW2000 files."""
     from qa_headpose import workflow
-    from qa_headpose.data import split_train_val
+    from qa_headpose.datasets.splits import split_train_val
 
     faces, _ = workflow.load_filtered([aflw_dir])
     _, val = split_train_val(faces)

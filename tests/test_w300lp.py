@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from conftest import W300LP_DIR, require
 
-from qa_headpose.data import load_faces, load_mat_folder
+from qa_headpose.datasets.load import load_faces
+from qa_headpose.datasets.mat import load_mat_folder
 
 
 def test_load_mat_folder_gives_the_readme_angles():

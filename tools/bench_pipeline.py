@@ -29,7 +29,7 @@ def main() -> int:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if args.data:
-        from qa_headpose.data import load_faces
+        from qa_headpose.datasets.load import load_faces
 
         faces = load_faces(args.data)
     else:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from qa_headpose import modelcard, workflow
-from qa_headpose.data import split_train_val
+from qa_headpose.datasets.splits import split_train_val
 
 
 def main(runs: list[str]) -> int:

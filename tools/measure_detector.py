@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from qa_headpose.core import angles
-from qa_headpose.data import read_mat_label, read_split
+from qa_headpose.datasets.mat import read_mat_label
+from qa_headpose.datasets.splits import read_split
 from qa_headpose.inference.detect import FaceDetector, box_iou, fit_box_mapping, match_detection
 from qa_headpose.inference.images import read_image
 

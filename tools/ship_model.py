@@ -18,7 +18,7 @@ import platform
 from pathlib import Path
 
 from qa_headpose import modelcard, workflow
-from qa_headpose.data import split_train_val
+from qa_headpose.datasets.splits import split_train_val
 
 REPO = Path(__file__).resolve().parents[1]
 

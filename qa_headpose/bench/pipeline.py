@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from qa_headpose.config import AugmentConfig, ModelConfig
-from qa_headpose.data import FaceSet, fsanet_inner_box
+from qa_headpose.datasets.faceset import FaceSet
+from qa_headpose.datasets.npz import fsanet_inner_box
 
 logger = logging.getLogger(__name__)
 

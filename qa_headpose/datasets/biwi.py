@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from qa_headpose.core.errors import DataError
-from qa_headpose.data import FaceSet, loose_crop
+from qa_headpose.datasets.faceset import FaceSet, loose_crop
 from qa_headpose.inference.images import read_image
 
 logger = logging.getLogger(__name__)

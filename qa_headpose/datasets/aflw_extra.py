@@ -156,7 +156,7 @@ def load_aflw_extra(
         DataError: for an unreadable folder, label file or image.
     """
     from qa_headpose.core.errors import DataError
-    from qa_headpose.data import FaceSet
+    from qa_headpose.datasets.faceset import FaceSet
 
     folder = Path(folder)
     if not is_aflw_extra_folder(folder):

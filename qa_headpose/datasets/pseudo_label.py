@@ -19,8 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from qa_headpose.aflw_extra import PSEUDO_COLUMNS, load_aflw_extra, read_labels
 from qa_headpose.core.atomic import write_bytes
+from qa_headpose.datasets.aflw_extra import PSEUDO_COLUMNS, load_aflw_extra, read_labels
 from qa_headpose.inference.preprocess import crop_face
 
 _FLIP = np.array([-1.0, 1.0, -1.0], np.float32)
