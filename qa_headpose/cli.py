@@ -83,7 +83,7 @@ def _check_output(path: Path, force: bool) -> None:
 
 # ---------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
-    from qa_headpose.presets import PRESETS
+    from qa_headpose.training.presets import PRESETS
 
     p.add_argument(
         "--preset", choices=sorted(PRESETS), help="start from a named recipe ('default' = the shipped model)"
@@ -135,8 +135,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _train_configs(args: argparse.Namespace):
-    from qa_headpose.config import AugmentConfig, ModelConfig, QATConfig, TrainConfig
-    from qa_headpose.presets import PRESETS
+    from qa_headpose.training.config import AugmentConfig, ModelConfig, QATConfig, TrainConfig
+    from qa_headpose.training.presets import PRESETS
 
     preset = PRESETS[args.preset] if args.preset else {}
     model = preset.get("model", ModelConfig())
@@ -193,7 +193,7 @@ def _extra_config(args: argparse.Namespace, preset_extra):
     """The extra-faces config from the preset and the flags; None without extra faces."""
     import dataclasses
 
-    from qa_headpose.config import ExtraDataConfig
+    from qa_headpose.training.config import ExtraDataConfig
 
     if args.no_extra and args.extra:
         raise UsageError("--no-extra and --extra contradict each other")
@@ -222,7 +222,7 @@ def _run_train(args: argparse.Namespace) -> int:
     model_cfg, train_cfg, qat_cfg, data, extra = _train_configs(args)
     if (args.out / "float" / "ckpt").exists() and not args.resume:
         raise UsageError(f"{args.out} already holds a training run; pass --resume to continue it or choose a new --out")
-    from qa_headpose import workflow
+    from qa_headpose.training import workflow
 
     split = None if args.split == "hash" else args.split
     if extra is not None and extra.labels in ("pseudo", "both") and not Path(extra.pseudo_labels).is_file():
@@ -299,13 +299,13 @@ def _progress_bar(args: argparse.Namespace, total: int, unit: str):
 def _run_export(args: argparse.Namespace) -> int:
     import time
 
-    from qa_headpose.config import ExportConfig
+    from qa_headpose.training.config import ExportConfig
 
     variants = tuple(dict.fromkeys(v.strip() for v in args.variants.split(",") if v.strip()))
     bad = set(variants) - {"int8", "float32", "dynamic"}
     if bad or not variants:
         raise UsageError(f"--variants takes int8, float32, dynamic. Received: {args.variants!r}")
-    from qa_headpose import workflow
+    from qa_headpose.training import workflow
 
     run_dir = args.run
     if run_dir is None:
@@ -361,9 +361,9 @@ def _check_model(path: Path, expect_int8: bool = False) -> None:
             JSON, or (``expect_int8``) a model that is not a full-int8 .tflite.
         FileNotFoundError, ValueError: for a folder that is not a training run.
     """
-    from qa_headpose import workflow
     from qa_headpose.core.errors import ModelError
     from qa_headpose.inference.runtime import TFLiteRunner
+    from qa_headpose.training import workflow
 
     if path.suffix != ".tflite":
         workflow.read_run_config(path)
@@ -401,10 +401,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for out in (args.json, args.plot):
         if out is not None:
             _check_output(out, args.force)
-    from qa_headpose import workflow
     from qa_headpose.core.atomic import write_json
     from qa_headpose.core.errors import DataError
     from qa_headpose.datasets.splits import split_train_val
+    from qa_headpose.training import workflow
 
     for path in args.data:  # cheap checks first: missing data, then a bad model, before any data is read
         if not Path(path).exists():
@@ -463,8 +463,8 @@ def _run_data(args: argparse.Namespace) -> int:
         if args.out.suffix != ".npz":
             raise UsageError(f"--out must end in .npz. Received: {args.out}")
         _check_output(args.out, args.force)
-        from qa_headpose import workflow
         from qa_headpose.datasets.npz import save_fsanet_npz
+        from qa_headpose.training import workflow
 
         faces, counts = workflow.load_filtered([args.src], None if args.no_filter else 99.0)
         save_fsanet_npz(faces, args.out, args.size)
@@ -474,7 +474,7 @@ def _run_data(args: argparse.Namespace) -> int:
     elif args.data_command == "pseudo-label":
         _check_output(args.out, args.force)
         from qa_headpose.datasets.pseudo_label import pseudo_label_folder
-        from qa_headpose.presets import TEACHER_MODELS
+        from qa_headpose.training.presets import TEACHER_MODELS
 
         teachers = args.teacher or list(TEACHER_MODELS)
         progress = not args.quiet and (args.progress or sys.stderr.isatty())
@@ -698,8 +698,8 @@ def _invocation() -> str:
 
 
 def _benchmark_data(args: argparse.Namespace):
-    from qa_headpose import workflow
     from qa_headpose.datasets.splits import split_train_val
+    from qa_headpose.training import workflow
 
     faces, _ = workflow.load_filtered(args.data)
     if args.subset == "val":
@@ -724,14 +724,14 @@ def _add_export_onnx(p: argparse.ArgumentParser) -> None:
 def _run_export_onnx(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from qa_headpose.onnx_export import ONNX_VARIANTS, export_onnx_run
+    from qa_headpose.training.onnx_export import ONNX_VARIANTS, export_onnx_run
 
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     if set(variants) - set(ONNX_VARIANTS) or not variants:
         raise UsageError(f"--variants takes {', '.join(ONNX_VARIANTS)}. Received: {args.variants!r}")
     for v in variants:
         _check_output(args.out / f"{args.name}_onnx_{v}.onnx", args.force)
-    from qa_headpose import workflow
+    from qa_headpose.training import workflow
 
     run = workflow.read_run_config(args.run)
     calibration = None
@@ -853,13 +853,13 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- port-imagenet
 def _add_port_imagenet(p: argparse.ArgumentParser) -> None:
-    from qa_headpose import imagenet_cli
+    from qa_headpose.training import imagenet_cli
 
     imagenet_cli.add_arguments(p)
 
 
 def _run_port_imagenet(args: argparse.Namespace) -> int:
-    from qa_headpose import imagenet_cli
+    from qa_headpose.training import imagenet_cli
 
     return imagenet_cli.run(args)
 

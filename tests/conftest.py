@@ -94,7 +94,7 @@ def synthetic_faces():
 
 @pytest.fixture(scope="session")
 def tiny_model_config():
-    from qa_headpose.config import ModelConfig
+    from qa_headpose.training.config import ModelConfig
 
     return ModelConfig(input_size=TINY, alpha=0.35, dropout=0.0)
 
@@ -102,8 +102,8 @@ def tiny_model_config():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, synthetic_faces, tiny_model_config) -> Path:
     """A trained tiny run folder (1 float + 1 QAT epoch on generated faces)."""
-    from qa_headpose import workflow
-    from qa_headpose.config import AugmentConfig, QATConfig, TrainConfig
+    from qa_headpose.training import workflow
+    from qa_headpose.training.config import AugmentConfig, QATConfig, TrainConfig
 
     run = tmp_path_factory.mktemp("tiny_run")
     prepared = workflow.PreparedData(
@@ -124,8 +124,8 @@ def tiny_run(tmp_path_factory, synthetic_faces, tiny_model_config) -> Path:
 @pytest.fixture(scope="session")
 def tiny_tflite_models(tmp_path_factory, tiny_run, synthetic_faces) -> dict[str, Path]:
     """int8, float32 and dynamic-range .tflite of the tiny run (converted once per session)."""
-    from qa_headpose import workflow
-    from qa_headpose.config import ExportConfig
+    from qa_headpose.training import workflow
+    from qa_headpose.training.config import ExportConfig
 
     out = tmp_path_factory.mktemp("tiny_tflite")
     workflow.export_run(tiny_run, out, synthetic_faces, ExportConfig(num_calibration=16))

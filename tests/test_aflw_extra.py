@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from conftest import REPO, SHARED_DATA, require
 
-from qa_headpose import workflow
-from qa_headpose.config import ExtraDataConfig
 from qa_headpose.core.errors import DataError
 from qa_headpose.datasets import aflw_extra
 from qa_headpose.datasets.load import load_faces
 from qa_headpose.datasets.pseudo_label import pseudo_label_folder, teacher_predict
 from qa_headpose.inference.preprocess import crop_face, enlarge_box
+from qa_headpose.training import workflow
+from qa_headpose.training.config import ExtraDataConfig
 
 EXTRA_DIR = SHARED_DATA / "AFLW_extra"
 TEACHER = REPO / "weights" / "teacher_v1"

@@ -1,9 +1,9 @@
 import numpy as np
 
-from qa_headpose import augment
-from qa_headpose.config import AugmentConfig
 from qa_headpose.core import angles
 from qa_headpose.inference.preprocess import crop_face
+from qa_headpose.training import augment
+from qa_headpose.training.config import AugmentConfig
 
 
 def test_warp_without_jitter_is_the_crop(aflw_faces):

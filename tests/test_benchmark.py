@@ -289,7 +289,7 @@ def test_default_run_measures_the_shipped_model_three_ways_and_summarizes(shippe
 
 
 def test_export_the_newest_run_then_benchmark_it(shipped, tiny_run, synthetic_faces, tmp_path, capsys):
-    from qa_headpose.data import save_fsanet_npz
+    from qa_headpose.datasets.npz import save_fsanet_npz
 
     runs = tmp_path / "runs"
     runs.mkdir()

@@ -57,7 +57,7 @@ def test_export_and_evaluate(cli_run, aflw_small, tmp_path, capsys):
     report, plot = tmp_path / "eval.json", tmp_path / "eval.png"
     assert main(["evaluate", str(int8), "--data", str(aflw_small), "--json", str(report), "--plot", str(plot)]) == 0
     metrics = json.loads(report.read_text())
-    from qa_headpose import workflow
+    from qa_headpose.training import workflow
 
     faces, counts = workflow.load_filtered([aflw_small])
     expected, _ = workflow.evaluate_model(int8, faces)

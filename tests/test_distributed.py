@@ -44,8 +44,8 @@ def _labels(ds) -> list[np.ndarray]:
 
 
 def test_shards_together_make_the_global_batches(synthetic_faces):
-    from qa_headpose.config import AugmentConfig
-    from qa_headpose.train import make_train_dataset
+    from qa_headpose.training.config import AugmentConfig
+    from qa_headpose.training.train import make_train_dataset
 
     args = (synthetic_faces, TINY, 8, AugmentConfig.none(), 5, 1, 3)
     whole = _labels(make_train_dataset(*args))
@@ -60,7 +60,7 @@ def test_shards_together_make_the_global_batches(synthetic_faces):
 
 
 def test_unknown_strategy_and_missing_tf_config(monkeypatch):
-    from qa_headpose import distribute
+    from qa_headpose.training import distribute
 
     with pytest.raises(ValueError, match="strategy must be one of"):
         distribute.make_strategy("horovod")
@@ -74,11 +74,11 @@ def test_unknown_strategy_and_missing_tf_config(monkeypatch):
 
 _MIRRORED_2CPU = """
 import json, sys
-from qa_headpose._keras import tf
+from qa_headpose.training._keras import tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from qa_headpose import workflow
-from qa_headpose.config import AugmentConfig, ModelConfig, QATConfig, TrainConfig
+from qa_headpose.training import workflow
+from qa_headpose.training.config import AugmentConfig, ModelConfig, QATConfig, TrainConfig
 from qa_headpose.datasets.npz import load_fsanet_npz
 prepared = workflow.PreparedData(load_fsanet_npz(sys.argv[1]), load_fsanet_npz(sys.argv[2]), {"data": []})
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -8,10 +8,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from qa_headpose import cli, workflow
+from qa_headpose import cli
 from qa_headpose.core.errors import DataError
 from qa_headpose.datasets import download
 from qa_headpose.datasets.load import load_faces
+from qa_headpose.training import workflow
 
 N = 4  # faces per tiny npz
 

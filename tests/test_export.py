@@ -37,7 +37,7 @@ def test_metadata_json_beside_each_model(tiny_tflite_models):
 
 
 def test_tflite_matches_keras(tiny_run, tiny_tflite_models, synthetic_faces):
-    from qa_headpose import workflow
+    from qa_headpose.training import workflow
 
     x = synthetic_faces.crops(32).astype(np.float32)
     qat_keras = workflow.predict_model(tiny_run, x, "qat")
@@ -52,7 +52,7 @@ def test_tflite_matches_keras(tiny_run, tiny_tflite_models, synthetic_faces):
 
 def test_save_tflite_refuses_garbage(tmp_path):
     from qa_headpose.core.errors import ModelError
-    from qa_headpose.export import save_tflite
+    from qa_headpose.training.export import save_tflite
 
     with pytest.raises(ModelError):
         save_tflite(b"not a model at all, definitely", tmp_path / "x.tflite", "int8")

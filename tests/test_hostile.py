@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qa_headpose import HeadPose, HeadPoseEstimator, cli, workflow
+from qa_headpose import HeadPose, HeadPoseEstimator, cli
 from qa_headpose.core.errors import DataError, ModelError
 from qa_headpose.datasets import biwi
 from qa_headpose.datasets.load import load_faces
@@ -52,6 +52,7 @@ from qa_headpose.inference.predict import PredictConfig, run_predict
 from qa_headpose.inference.runtime import TFLiteRunner
 from qa_headpose.inference.sources import SAMPLE_IMAGE
 from qa_headpose.inference.video import open_camera, open_video
+from qa_headpose.training import workflow
 
 REPO = Path(__file__).resolve().parents[1]
 OK = "ok"
@@ -166,7 +167,7 @@ class Ctx:
 
     def run_folder(self, name: str) -> Path:
         """A folder with a valid run config.json (and no weights)."""
-        from qa_headpose.config import ModelConfig, QATConfig, TrainConfig, to_dict
+        from qa_headpose.training.config import ModelConfig, QATConfig, TrainConfig, to_dict
 
         config = {
             "model": to_dict(ModelConfig()),
@@ -204,7 +205,7 @@ def _same_pose_as_single(c: Ctx, batch: list[HeadPose], crops: list[np.ndarray])
 def _save_tflite(payload: bytes, path: Path) -> Any:
     """`export.save_tflite`: checks the bytes before writing the model or its JSON."""
     pytest.importorskip("tensorflow")
-    from qa_headpose.export import save_tflite
+    from qa_headpose.training.export import save_tflite
 
     try:
         return save_tflite(payload, path, "int8")

@@ -1,4 +1,4 @@
-"""Tests of `qa_headpose.imagenet`: the torch-free checkpoint reader and the ImageNet port.
+"""Tests of `qa_headpose.training.imagenet`: the torch-free checkpoint reader and the ImageNet port.
 
 The fast tests write tiny checkpoints in both PyTorch layouts by hand (no torch,
 no TensorFlow). The slow test compares the ported Keras network with a PyTorch
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa_headpose import imagenet
 from qa_headpose.cli import main as cli_main
-from qa_headpose.imagenet_cli import port_imagenet_main
+from qa_headpose.training import imagenet, torch_checkpoint
+from qa_headpose.training.imagenet_cli import port_imagenet_main
 
 # ------------------------------------------------ hand-written checkpoint bytes
 
@@ -115,7 +115,7 @@ _WRITERS = {"zip": _write_zip, "legacy": _write_legacy}
 @pytest.mark.parametrize("layout", ["zip", "legacy"])
 def test_read_torch_state_dict_round_trips(tmp_path, layout):
     path = _WRITERS[layout](tmp_path / "tiny.pth", _state_dict_pickle(_entries(layout == "legacy")))
-    state = imagenet.read_torch_state_dict(path)
+    state = torch_checkpoint.read_torch_state_dict(path)
     assert list(state) == list(_EXPECTED)
     for key, expected in _EXPECTED.items():
         assert state[key].dtype == expected.dtype.newbyteorder("="), key
@@ -128,7 +128,7 @@ def test_read_torch_state_dict_round_trips(tmp_path, layout):
 def test_read_legacy_storage_view(tmp_path):
     entries = {"v": _tensor("FloatStorage", "0", 6, 1, (2,), (1,), True, view=("0_view", 3, 3))}
     path = _write_legacy(tmp_path / "view.pth", _state_dict_pickle(entries), {"0": _STORAGES["0"]})
-    state = imagenet.read_torch_state_dict(path)
+    state = torch_checkpoint.read_torch_state_dict(path)
     np.testing.assert_array_equal(state["v"], _STORAGES["0"][1][4:6])  # view starts at 3, tensor at +1
 
 
@@ -141,7 +141,7 @@ def test_read_torch_state_dict_refuses_other_classes(tmp_path, layout, module, n
     payload = _global(module, name) + _tuple([_str(f"touch {marker}")]) + b"R"
     path = _WRITERS[layout](tmp_path / "evil.pth", _state_dict_pickle({"conv.weight": payload}))
     with pytest.raises(ValueError, match=f"{module}.{name}"):
-        imagenet.read_torch_state_dict(path)
+        torch_checkpoint.read_torch_state_dict(path)
     assert not marker.exists()
 
 
@@ -150,19 +150,19 @@ def test_read_torch_state_dict_refuses_overrun(tmp_path, layout):
     entries = {"big": _tensor("FloatStorage", "0", 6, 2, (3, 2), (2, 1), layout == "legacy")}
     path = _WRITERS[layout](tmp_path / "overrun.pth", _state_dict_pickle(entries), {"0": _STORAGES["0"]})
     with pytest.raises(ValueError, match="overruns"):
-        imagenet.read_torch_state_dict(path)
+        torch_checkpoint.read_torch_state_dict(path)
 
 
 def test_read_torch_state_dict_refuses_garbage(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError):
-        imagenet.read_torch_state_dict(tmp_path / "junk.pth")
+        torch_checkpoint.read_torch_state_dict(tmp_path / "junk.pth")
     truncated = _write_legacy(tmp_path / "cut.pth", _state_dict_pickle(_entries(True)))
     truncated.write_bytes(truncated.read_bytes()[:-5])
     with pytest.raises(ValueError, match="truncated"):
-        imagenet.read_torch_state_dict(truncated)
+        torch_checkpoint.read_torch_state_dict(truncated)
     with pytest.raises(FileNotFoundError):
-        imagenet.read_torch_state_dict(tmp_path / "missing.pth")
+        torch_checkpoint.read_torch_state_dict(tmp_path / "missing.pth")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
@@ -183,7 +183,7 @@ def test_read_torch_state_dict_matches_torch_save(tmp_path, zip_format):
     }
     path = tmp_path / "saved.pth"
     torch.save(tensors, path, _use_new_zipfile_serialization=zip_format)
-    state = imagenet.read_torch_state_dict(path)
+    state = torch_checkpoint.read_torch_state_dict(path)
     assert list(state) == list(tensors)
     for key, value in tensors.items():
         expected = value.detach().float().numpy() if key == "bf16" else value.detach().numpy()
@@ -468,7 +468,7 @@ def test_ported_keras_model_matches_torch_top5(tmp_path):
 
     torch.set_num_threads(2)
     reference = torch.load(pth, map_location="cpu", weights_only=True)
-    ours = imagenet.read_torch_state_dict(pth)
+    ours = torch_checkpoint.read_torch_state_dict(pth)
     assert list(ours) == list(reference)
     for key, value in reference.items():
         np.testing.assert_array_equal(ours[key], value.numpy(), err_msg=key)
@@ -487,9 +487,9 @@ def test_ported_keras_model_matches_torch_top5(tmp_path):
     assert port_imagenet_main(["--out", str(out)]) == 0
     port_s = time.perf_counter() - start
 
-    from qa_headpose._keras import keras
-    from qa_headpose.config import ModelConfig
-    from qa_headpose.model import build_model
+    from qa_headpose.training._keras import keras
+    from qa_headpose.training.config import ModelConfig
+    from qa_headpose.training.model import build_model
 
     model = build_model(ModelConfig(input_size=224, backbone_weights=str(out)))
     dense = keras.layers.Dense(1000, name="imagenet_logits")

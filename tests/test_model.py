@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from qa_headpose.config import ModelConfig
+from qa_headpose.training.config import ModelConfig
 
 
 def test_output_shape_and_layer_names(tiny_model_config, tiny_images):
-    from qa_headpose._keras import keras
-    from qa_headpose.model import build_model
+    from qa_headpose.training._keras import keras
+    from qa_headpose.training.model import build_model
 
     model = build_model(tiny_model_config)
     y = model.predict_on_batch(tiny_images[:2].astype(np.float32))
@@ -19,8 +19,8 @@ def test_output_shape_and_layer_names(tiny_model_config, tiny_images):
 
 
 def test_config_round_trip(tiny_model_config, tiny_images):
-    from qa_headpose._keras import keras
-    from qa_headpose.model import build_model
+    from qa_headpose.training._keras import keras
+    from qa_headpose.training.model import build_model
 
     model = build_model(tiny_model_config)
     clone = keras.Model.from_config(model.get_config())
@@ -30,7 +30,7 @@ def test_config_round_trip(tiny_model_config, tiny_images):
 
 
 def test_input_norm_maps_bgr_pixels_to_normalised_rgb():
-    from qa_headpose.model import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, input_norm_weights
+    from qa_headpose.training.model import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, input_norm_weights
 
     kernel, bias = input_norm_weights()
     bgr = np.array([10.0, 128.0, 250.0])
@@ -46,7 +46,7 @@ def test_bad_config(kwargs):
 
 
 def test_missing_backbone_file():
-    from qa_headpose.model import build_model
+    from qa_headpose.training.model import build_model
 
     with pytest.raises(ValueError, match="backbone_weights"):
         build_model(ModelConfig(input_size=32, alpha=0.35, backbone_weights="/nonexistent.h5"))

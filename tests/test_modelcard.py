@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from qa_headpose import modelcard
 from qa_headpose.inference import registry
 from qa_headpose.inference.runtime import TFLiteRunner
+from qa_headpose.training import modelcard
 
 
 def test_ship_splits_int8_from_float_files_and_records_them(tmp_path, tiny_run, tiny_tflite_models):

@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime", reason="ONNX inference needs onnxruntime: pip
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory, tiny_run, synthetic_faces):
-    from qa_headpose.onnx_export import export_onnx_run
+    from qa_headpose.training.onnx_export import export_onnx_run
 
     out = tmp_path_factory.mktemp("tiny_onnx")
     calibration = synthetic_faces.crops(32).astype(np.float32)[:16]
@@ -23,8 +23,8 @@ def tiny_onnx(tmp_path_factory, tiny_run, synthetic_faces):
 
 @pytest.fixture(scope="module")
 def keras_reference(tiny_run, synthetic_faces):
-    from qa_headpose import workflow
-    from qa_headpose.train import predict_keras
+    from qa_headpose.training import workflow
+    from qa_headpose.training.train import predict_keras
 
     x = synthetic_faces.crops(32).astype(np.float32)
     return x, predict_keras(workflow.load_keras_from_run(tiny_run, "float"), x)
@@ -41,7 +41,7 @@ def test_files_and_metadata(tiny_onnx):
 
 
 def test_float_onnx_matches_keras(tiny_onnx, keras_reference):
-    from qa_headpose.onnx_export import OnnxRunner
+    from qa_headpose.training.onnx_export import OnnxRunner
 
     x, ref = keras_reference
     pred = OnnxRunner(tiny_onnx[0] / "headpose_onnx_float.onnx")(x)
@@ -52,7 +52,7 @@ def test_float_onnx_matches_keras(tiny_onnx, keras_reference):
 def test_int8_onnx_is_quantized_and_close(tiny_onnx, keras_reference):
     import onnx
 
-    from qa_headpose.onnx_export import OnnxRunner
+    from qa_headpose.training.onnx_export import OnnxRunner
 
     path = tiny_onnx[0] / "headpose_onnx_int8.onnx"
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
@@ -66,7 +66,7 @@ def test_int8_onnx_is_quantized_and_close(tiny_onnx, keras_reference):
 
 def test_runner_rejects_bad_input_and_files(tiny_onnx, tmp_path):
     from qa_headpose.core.errors import ModelError
-    from qa_headpose.onnx_export import OnnxRunner
+    from qa_headpose.training.onnx_export import OnnxRunner
 
     runner = OnnxRunner(tiny_onnx[0] / "headpose_onnx_float.onnx")
     with pytest.raises(ValueError):

@@ -12,8 +12,8 @@ def _batches(ds) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def test_pipeline_is_deterministic_and_resumes_mid_run(synthetic_faces):
-    from qa_headpose.config import AugmentConfig
-    from qa_headpose.train import make_train_dataset
+    from qa_headpose.training.config import AugmentConfig
+    from qa_headpose.training.train import make_train_dataset
 
     aug = AugmentConfig(rotate_deg=15.0)
     full = _batches(make_train_dataset(synthetic_faces, TINY, 8, aug, 7, 0, 3))
@@ -32,7 +32,7 @@ def test_pipeline_is_deterministic_and_resumes_mid_run(synthetic_faces):
 
 def test_pipeline_bench_on_a_tiny_model():
     from qa_headpose.bench.pipeline import format_summary, make_random_faces, run_pipeline_bench
-    from qa_headpose.config import ModelConfig
+    from qa_headpose.training.config import ModelConfig
 
     faces = make_random_faces(32, side=48)
     assert len(faces) == 32 and faces.images[0].shape == (48, 48, 3)
@@ -47,8 +47,8 @@ def test_pipeline_bench_on_a_tiny_model():
 
 def test_fit_throughput_on_the_pipeline(synthetic_faces):
     from qa_headpose.bench.pipeline import _compile, measure_fit
-    from qa_headpose.config import ModelConfig
-    from qa_headpose.model import build_model
+    from qa_headpose.training.config import ModelConfig
+    from qa_headpose.training.model import build_model
 
     model = build_model(ModelConfig(input_size=TINY, alpha=0.35, dropout=0.0))
     _compile(model)

@@ -3,7 +3,7 @@ import numpy as np
 
 def test_qat_model_is_trained_and_saved_with_fake_quant(tiny_run, tiny_model_config, synthetic_faces):
     """The QAT weights in the run folder are the trained ones, not the float start."""
-    from qa_headpose import qat, workflow
+    from qa_headpose.training import qat, workflow
 
     float_model = workflow.load_keras_from_run(tiny_run, "float")
     qat_model = workflow.load_keras_from_run(tiny_run, "qat")
@@ -22,9 +22,9 @@ def test_qat_model_is_trained_and_saved_with_fake_quant(tiny_run, tiny_model_con
 
 def test_pose_output_range_is_fixed_in_degrees(tiny_model_config, tiny_int8_tflite):
     """Pose outputs beyond the int8 range clip to -100 / +99.2 degrees, in QAT and in the int8 export."""
-    from qa_headpose import qat
     from qa_headpose.inference.runtime import TFLiteRunner
-    from qa_headpose.model import build_model
+    from qa_headpose.training import qat
+    from qa_headpose.training.model import build_model
 
     model = qat.make_qat_model(build_model(tiny_model_config))
     layer = model.get_layer("quant_pose")
@@ -44,9 +44,9 @@ def test_pose_output_range_is_fixed_in_degrees(tiny_model_config, tiny_int8_tfli
 def test_training_lowers_the_loss(synthetic_faces, tiny_model_config, tmp_path):
     import csv
 
-    from qa_headpose.config import AugmentConfig, TrainConfig
-    from qa_headpose.model import build_model
-    from qa_headpose.train import fit_phase
+    from qa_headpose.training.config import AugmentConfig, TrainConfig
+    from qa_headpose.training.model import build_model
+    from qa_headpose.training.train import fit_phase
 
     model = build_model(tiny_model_config)
     x = synthetic_faces.crops(32).astype(np.float32)

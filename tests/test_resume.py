@@ -24,7 +24,7 @@ def _env() -> dict[str, str]:
 
 def _leftovers(folder: Path) -> list[Path]:
     """Files a killed write would leave: our temp names and TF's ``*_temp`` checkpoint folders."""
-    from qa_headpose.train import _TEMP_NAME
+    from qa_headpose.training.train import _TEMP_NAME
 
     return [p for p in folder.rglob("*") if _TEMP_NAME.fullmatch(p.name) or (p.is_dir() and p.name.endswith("_temp"))]
 
@@ -35,7 +35,7 @@ def _epochs_logged(path: Path) -> list[int]:
 
 
 def test_truncate_log_keeps_header_and_earlier_epochs(tmp_path):
-    from qa_headpose.train import truncate_log
+    from qa_headpose.training.train import truncate_log
 
     log = tmp_path / "log.csv"
     log.write_text("epoch,loss\n0,3.0\n1,2.0\n2,1.5\n")
@@ -45,7 +45,7 @@ def test_truncate_log_keeps_header_and_earlier_epochs(tmp_path):
 
 
 def test_remove_stale_temps_spares_real_artifacts(tmp_path):
-    from qa_headpose.train import remove_stale_temps
+    from qa_headpose.training.train import remove_stale_temps
 
     (tmp_path / "ckpt" / "ckpt-3_temp").mkdir(parents=True)
     stale = [
@@ -108,8 +108,8 @@ def test_checkpoint_killed_mid_save_restores_the_previous_one(tmp_path):
 
 def test_sigkill_mid_epoch_then_resume(tmp_path, synthetic_faces):
     """A training run killed with SIGKILL mid-epoch resumes to the full epoch count, exports and evaluates."""
-    from qa_headpose import workflow
     from qa_headpose.datasets.npz import load_fsanet_npz, save_fsanet_npz
+    from qa_headpose.training import workflow
 
     train, val, run = tmp_path / "train.npz", tmp_path / "val.npz", tmp_path / "run"
     save_fsanet_npz(synthetic_faces.subset(np.arange(144) % 24), train, 48)
@@ -162,7 +162,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path, synthetic_faces):
 @pytest.mark.parametrize("name", [".tmp42.best.weights.h5", ".headpose.tflite.tmp42"])
 def test_temp_names_are_not_artifact_names(name):
     """What atomic writers leave behind never carries the name a loader opens."""
-    from qa_headpose.train import _TEMP_NAME
+    from qa_headpose.training.train import _TEMP_NAME
 
     assert _TEMP_NAME.fullmatch(name)
     assert not any(

@@ -8,7 +8,7 @@ import pytest
 from qa_headpose.inference import registry
 from qa_headpose.inference.estimator import DEFAULT_MODEL, MODELS_DIR
 from qa_headpose.inference.runtime import TFLiteRunner
-from qa_headpose.modelcard import sha256
+from qa_headpose.training.modelcard import sha256
 
 NAMES = registry.MODEL_NAMES
 SHIPPED = "full-int8 .tflite (shipped)"
@@ -55,8 +55,8 @@ def test_model_card_matches_the_files(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_shipped_model_scores_the_val_split_as_its_card_says(name, aflw_dir):
     """Re-measures the card's int8 val MAE from the real AFLW2000 files."""
-    from qa_headpose import workflow
     from qa_headpose.datasets.splits import split_train_val
+    from qa_headpose.training import workflow
 
     faces, _ = workflow.load_filtered([aflw_dir])
     _, val = split_train_val(faces)

@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 
 from qa_headpose.bench import pipeline as pipeline_bench
-from qa_headpose.config import ModelConfig
 from qa_headpose.core.atomic import write_json
+from qa_headpose.training.config import ModelConfig
 
 
 def main() -> int:

@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from qa_headpose import modelcard, workflow
 from qa_headpose.datasets.splits import split_train_val
+from qa_headpose.training import modelcard, workflow
 
 
 def main(runs: list[str]) -> int:

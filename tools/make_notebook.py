@@ -26,7 +26,7 @@ DATA_DIR = "../../shared/data/AFLW2000"  # AFLW2000-3D folder (research-only: ne
 RUN_DIR = "../runs/notebook"  # the training run folder: config.json, float/, qat/, summary.json
 OUT_DIR = "../runs/notebook/export"  # the .tflite models, figures/ and benchmark.json
 FAST = False  # True: a smoke run (tiny preset, MAX_FACES faces, 1 + 1 epochs, int8 only)
-PRESET = "default"  # a name of qa_headpose.presets.PRESETS; "default" = the ImageNet-initialised recipe
+PRESET = "default"  # a name of qa_headpose.training.presets.PRESETS; "default" = the ImageNet-initialised recipe
 EPOCHS = None  # float epochs (None: the preset's)
 QAT_EPOCHS = None  # quantization-aware epochs (None: the preset's)
 INPUT_SIZE = None  # model input side in pixels (None: the preset's)
@@ -95,8 +95,9 @@ if REPO is not None and importlib.util.find_spec("qa_headpose") is None:
 BASE = REPO / "notebooks" if REPO is not None else Path.cwd()  # relative parameters start here
 
 import qa_headpose  # noqa: E402
-from qa_headpose import cli, workflow  # noqa: E402
-from qa_headpose.config import ExportConfig  # noqa: E402
+from qa_headpose import cli
+from qa_headpose.training import workflow  # noqa: E402
+from qa_headpose.training.config import ExportConfig  # noqa: E402
 
 
 def optional(name: str):
@@ -198,8 +199,8 @@ folded into the convolution at export). The pose output has a fixed range of abo
     (
         "code",
         """
-from qa_headpose.model import build_model
-from qa_headpose.qat import OUTPUT_MAX_DEG, OUTPUT_MIN_DEG, count_fake_quant_layers, make_qat_model
+from qa_headpose.training.model import build_model
+from qa_headpose.training.qat import OUTPUT_MAX_DEG, OUTPUT_MIN_DEG, count_fake_quant_layers, make_qat_model
 
 float_model = build_model(model_cfg)
 float_model.summary(line_length=110)

@@ -17,8 +17,8 @@ import os
 import platform
 from pathlib import Path
 
-from qa_headpose import modelcard, workflow
 from qa_headpose.datasets.splits import split_train_val
+from qa_headpose.training import modelcard, workflow
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -157,7 +157,7 @@ def onnx_engine(path: str, threads: int) -> Engine:
         EngineSkip: if onnxruntime cannot load the model.
     """
     from qa_headpose.core.errors import ModelError
-    from qa_headpose.onnx_export import OnnxRunner
+    from qa_headpose.training.onnx_export import OnnxRunner
 
     start = time.perf_counter()
     try:
@@ -172,14 +172,14 @@ def load_keras_model(path: str) -> Any:
     """The float Keras model of a run folder, or built from float weights .h5 and the train config beside them."""
     path_ = Path(path)
     if path_.is_dir():
-        from qa_headpose import workflow
+        from qa_headpose.training import workflow
 
         return workflow.load_keras_from_run(path_, "float")
     import dataclasses
 
     from qa_headpose.bench.models import TRAIN_CONFIG
-    from qa_headpose.config import ModelConfig, from_dict
-    from qa_headpose.model import build_model
+    from qa_headpose.training.config import ModelConfig, from_dict
+    from qa_headpose.training.model import build_model
 
     raw = json.loads((path_.parent / TRAIN_CONFIG).read_text())
     cfg = dataclasses.replace(from_dict(ModelConfig, raw["model"]), backbone_weights=None)

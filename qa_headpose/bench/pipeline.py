@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from qa_headpose.config import AugmentConfig, ModelConfig
 from qa_headpose.datasets.faceset import FaceSet
 from qa_headpose.datasets.npz import fsanet_inner_box
+from qa_headpose.training.config import AugmentConfig, ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def measure_pipeline(
         (images per second, CPU ms per image summed over all threads: the share of the
         machine the pipeline takes from the train step, independent of other load).
     """
-    from qa_headpose.train import make_train_dataset, steps_per_epoch
+    from qa_headpose.training.train import make_train_dataset, steps_per_epoch
 
     epochs = -(-(warmup + batches) // steps_per_epoch(len(faces), batch_size))
     iterator = iter(make_train_dataset(faces, size, batch_size, augment, seed, 0, epochs))
@@ -119,15 +119,15 @@ def measure_pipeline(
 
 
 def _compile(model) -> None:
-    from qa_headpose._keras import keras
-    from qa_headpose.train import ANGLE_METRICS
+    from qa_headpose.training._keras import keras
+    from qa_headpose.training.train import ANGLE_METRICS
 
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mae", metrics=ANGLE_METRICS)
 
 
 def _fit_img_s(model, data, steps: int, batch_size: int) -> float:
     """Images per second of the second of two ``fit`` epochs of ``steps`` (the first one traces)."""
-    from qa_headpose._keras import keras
+    from qa_headpose.training._keras import keras
 
     times: list[float] = []
 
@@ -152,7 +152,7 @@ def measure_train_step(model, x: np.ndarray, y: np.ndarray, steps: int = 20) -> 
     Returns:
         Images per second.
     """
-    from qa_headpose._keras import tf
+    from qa_headpose.training._keras import tf
 
     data = tf.data.Dataset.from_tensors((x, y)).repeat()
     return _fit_img_s(model, data, steps, len(x))
@@ -165,7 +165,7 @@ def measure_fit(
 
     Timed like `measure_train_step`, so the two differ only by the input.
     """
-    from qa_headpose.train import make_distributed_input, steps_per_epoch
+    from qa_headpose.training.train import make_distributed_input, steps_per_epoch
 
     size = int(model.input_shape[1])
     epochs = -(-2 * steps // steps_per_epoch(len(faces), batch_size))  # batches for the two timed epochs
@@ -198,9 +198,9 @@ def run_pipeline_bench(
     Returns:
         The `PipelineBenchResult`.
     """
-    from qa_headpose.model import build_model
-    from qa_headpose.qat import make_qat_model
-    from qa_headpose.train import make_train_dataset
+    from qa_headpose.training.model import build_model
+    from qa_headpose.training.qat import make_qat_model
+    from qa_headpose.training.train import make_train_dataset
 
     load_before = os.getloadavg()[0]
     size = model_cfg.input_size

@@ -382,7 +382,7 @@ def _input_size(spec: ModelSpec) -> int:
         except (ValueError, AttributeError):
             pass
     if spec.format == "onnx":
-        from qa_headpose.onnx_export import OnnxRunner
+        from qa_headpose.training.onnx_export import OnnxRunner
 
         return OnnxRunner(spec.path).input_size
     from qa_headpose.inference.runtime import TFLiteRunner

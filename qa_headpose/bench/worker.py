@@ -124,7 +124,7 @@ def _import_runtime(runtime: str, threads: int) -> None:
     elif runtime == "onnxruntime":
         import onnxruntime  # noqa: F401
     else:
-        from qa_headpose._keras import tf
+        from qa_headpose.training._keras import tf
 
         if runtime == "keras":
             tf.config.threading.set_intra_op_parallelism_threads(int(threads))

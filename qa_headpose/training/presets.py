@@ -9,7 +9,7 @@ Paths are relative to the repository root (where the commands are run).
 
 from __future__ import annotations
 
-from qa_headpose.config import ExtraDataConfig, ModelConfig, QATConfig, TrainConfig
+from qa_headpose.training.config import ExtraDataConfig, ModelConfig, QATConfig, TrainConfig
 
 DEFAULT_DATA = "../shared/data/AFLW2000"
 EXTRA_DATA = "../shared/data/AFLW_extra"

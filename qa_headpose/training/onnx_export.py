@@ -59,7 +59,7 @@ def convert_to_onnx(model: Any, opset: int = DEFAULT_OPSET) -> bytes:
         ImportError: if tf2onnx is not installed.
     """
     tf2onnx = _require("tf2onnx", "tf2onnx")
-    from qa_headpose._keras import tf
+    from qa_headpose.training._keras import tf
 
     size = int(model.input_shape[1])
     spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name=INPUT_NAME),)
@@ -212,8 +212,8 @@ def export_onnx_run(
         ValueError: for an unknown variant, or "int8" without calibration crops.
         ImportError: if tf2onnx or onnxruntime is missing.
     """
-    from qa_headpose import workflow
-    from qa_headpose.config import to_dict
+    from qa_headpose.training import workflow
+    from qa_headpose.training.config import to_dict
 
     unknown = set(variants) - set(ONNX_VARIANTS)
     if unknown or not variants:

@@ -56,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
             raise FileExistsError(f"{args.out} exists; pass --force to overwrite it")
         if args.out.suffix not in (".h5", ".hdf5"):
             raise ValueError(f"--out must end in .h5. Received: {args.out}")
-        from qa_headpose import imagenet  # keeps --help fast
+        from qa_headpose.training import imagenet, model  # keeps --help fast
 
         pth = args.pth if args.pth is not None else imagenet.find_weights_file()
         start = time.perf_counter()
-        layers = imagenet.save_backbone_weights(args.out, pth=pth)
+        layers = model.save_backbone_weights(args.out, pth=pth)
     except Exception as exc:  # noqa: BLE001 (one line, no traceback)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"{PROG}: error: {message}", file=sys.stderr)

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from qa_headpose._keras import keras, tf
-from qa_headpose.config import ExportConfig
 from qa_headpose.core import angles
 from qa_headpose.core.atomic import write_model
 from qa_headpose.inference.preprocess import CROP_MARGIN
 from qa_headpose.inference.runtime import TFLiteRunner
+from qa_headpose.training._keras import keras, tf
+from qa_headpose.training.config import ExportConfig
 
 logger = logging.getLogger(__name__)
 

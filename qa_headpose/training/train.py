@@ -15,12 +15,12 @@ from typing import Callable
 
 import numpy as np
 
-from qa_headpose._keras import keras, tf
-from qa_headpose.augment import augment_face
-from qa_headpose.config import AugmentConfig, QATConfig, TrainConfig
 from qa_headpose.core import angles
 from qa_headpose.core.atomic import atomic_path, write_bytes
 from qa_headpose.datasets.faceset import FaceSet
+from qa_headpose.training._keras import keras, tf
+from qa_headpose.training.augment import augment_face
+from qa_headpose.training.config import AugmentConfig, QATConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def fit_phase(
     elif manager.latest_checkpoint:
         raise FileExistsError(f"{workdir} already holds a checkpoint: pass resume=True (--resume) or use a new folder")
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        from qa_headpose.distribute import check_same_on_all_workers
+        from qa_headpose.training.distribute import check_same_on_all_workers
 
         check_same_on_all_workers(strategy, start, "epoch to resume from")
     if start >= cfg.epochs:

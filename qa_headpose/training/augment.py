@@ -9,9 +9,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from qa_headpose.config import AugmentConfig
 from qa_headpose.core import angles
 from qa_headpose.inference.preprocess import CROP_MARGIN, crop_face, enlarge_box
+from qa_headpose.training.config import AugmentConfig
 
 
 def warp_face(

@@ -15,13 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from qa_headpose.config import ExportConfig, ExtraDataConfig, ModelConfig, QATConfig, TrainConfig, from_dict, to_dict
 from qa_headpose.core import angles
 from qa_headpose.core.atomic import atomic_path, write_json
 from qa_headpose.core.errors import DataError
 from qa_headpose.datasets.faceset import FaceSet, filter_protocol
 from qa_headpose.datasets.load import load_faces
 from qa_headpose.datasets.splits import split_train_val
+from qa_headpose.training.config import (
+    ExportConfig,
+    ExtraDataConfig,
+    ModelConfig,
+    QATConfig,
+    TrainConfig,
+    from_dict,
+    to_dict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +165,7 @@ def train_run(
     """Float phase, then QAT from the best float weights; writes the run folder.
 
     Args:
-        strategy: "default", "mirrored", "multiworker" (see `qa_headpose.distribute`)
+        strategy: "default", "mirrored", "multiworker" (see `qa_headpose.training.distribute`)
             or a `tf.distribute.Strategy`. The float and QAT models and their
             optimizers are built in its scope; the batch sizes are global batches.
             Under "multiworker" only the chief writes ``run_dir``; the other workers
@@ -170,10 +178,10 @@ def train_run(
     """
     import shutil
 
-    from qa_headpose import distribute
-    from qa_headpose.model import build_model
-    from qa_headpose.qat import build_qat_model, make_qat_model
-    from qa_headpose.train import fit_phase
+    from qa_headpose.training import distribute
+    from qa_headpose.training.model import build_model
+    from qa_headpose.training.qat import build_qat_model, make_qat_model
+    from qa_headpose.training.train import fit_phase
 
     if isinstance(strategy, str):  # first: multiworker must come before any TensorFlow op
         strategy = distribute.make_strategy(strategy)
@@ -238,7 +246,7 @@ def _best_weights(own_phase_dir: Path, run_phase_dir: Path) -> Path:
 
 def _float_model(cfg: ModelConfig, weights: Path):
     """A fresh float model (outside any strategy) with the given weights."""
-    from qa_headpose.model import build_model
+    from qa_headpose.training.model import build_model
 
     model = build_model(dataclasses.replace(cfg, backbone_weights=None))
     model.load_weights(str(weights))
@@ -246,15 +254,15 @@ def _float_model(cfg: ModelConfig, weights: Path):
 
 
 def _val_mae(model, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    from qa_headpose.train import predict_keras
+    from qa_headpose.training.train import predict_keras
 
     return {"val": angles.mean_absolute_errors(predict_keras(model, x), y)}
 
 
 def load_keras_from_run(run_dir: str | os.PathLike, phase: str = "qat"):
     """Rebuilds the float or QAT Keras model of a run folder with its best weights."""
-    from qa_headpose.model import build_model
-    from qa_headpose.qat import build_qat_model
+    from qa_headpose.training.model import build_model
+    from qa_headpose.training.qat import build_qat_model
 
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}. Received: phase={phase!r}")
@@ -291,7 +299,7 @@ def export_run(
     Returns:
         variant -> metadata written beside the model.
     """
-    from qa_headpose.export import (
+    from qa_headpose.training.export import (
         convert_to_dynamic_range_tflite,
         convert_to_float_tflite,
         convert_to_int8_tflite,
@@ -340,7 +348,7 @@ def predict_model(model_path: str | os.PathLike, x: np.ndarray, phase: str = "qa
 
         runner = TFLiteRunner(path, num_threads=num_threads)
         return np.concatenate([runner(x[i : i + 64]) for i in range(0, len(x), 64)])
-    from qa_headpose.train import predict_keras
+    from qa_headpose.training.train import predict_keras
 
     return predict_keras(load_keras_from_run(path, phase), x)
 

@@ -13,9 +13,9 @@ from typing import Iterator
 
 import tensorflow_model_optimization as tfmot
 
-from qa_headpose._keras import keras
-from qa_headpose.config import ModelConfig
-from qa_headpose.model import OUTPUT_NAME, build_model
+from qa_headpose.training._keras import keras
+from qa_headpose.training.config import ModelConfig
+from qa_headpose.training.model import OUTPUT_NAME, build_model
 
 OUTPUT_SCALE_DEG = 100.0 / 128.0
 OUTPUT_MIN_DEG = -128 * OUTPUT_SCALE_DEG

@@ -36,7 +36,7 @@ def sample_inputs() -> tuple[np.ndarray, np.ndarray]:
     """The shipped sample photo as a 420x420 face crop and as a 640x480 frame (one face)."""
     import cv2
 
-    image = cv2.imread(str(Path(__file__).with_name("assets") / "astronaut.jpg"))
+    image = cv2.imread(str(Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"))
     crop = cv2.resize(image[40:360, 120:440], (420, 420), interpolation=cv2.INTER_CUBIC)
     frame = np.zeros((480, 640, 3), np.uint8)
     frame[:, 80:560] = cv2.resize(image, (480, 480), interpolation=cv2.INTER_AREA)
@@ -111,8 +111,8 @@ def ship(
             raise FileNotFoundError(f"Missing {src}")
         write_bytes(dest, src.read_bytes())
     # Re-saved from an uncompiled model: the run's file also holds the optimizer's slots (3x the size).
-    from qa_headpose.train import save_weights_atomic
-    from qa_headpose.workflow import load_keras_from_run
+    from qa_headpose.training.train import save_weights_atomic
+    from qa_headpose.training.workflow import load_keras_from_run
 
     weights = float_dir / "headpose_float.weights.h5"
     save_weights_atomic(load_keras_from_run(run_dir, "float"), weights)

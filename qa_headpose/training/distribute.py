@@ -22,7 +22,7 @@ import logging
 import os
 from pathlib import Path
 
-from qa_headpose._keras import tf
+from qa_headpose.training._keras import tf
 
 logger = logging.getLogger(__name__)
 
