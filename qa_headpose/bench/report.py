@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from qa_headpose.bench.run import BenchmarkReport, BenchmarkResult, xnnpack_label
+from qa_headpose.core.atomic import atomic_path
 
 _COLUMNS = (
     ("model", "model"),
@@ -181,10 +182,11 @@ def plot_latency(report: BenchmarkReport, path: str | os.PathLike) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    tmp = Path(path).with_name(f".tmp{os.getpid()}.{Path(path).name}")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
 def write_report_json(report: BenchmarkReport, path: str | os.PathLike) -> None:
