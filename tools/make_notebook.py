@@ -95,7 +95,7 @@ if REPO is not None and importlib.util.find_spec("qa_headpose") is None:
 BASE = REPO / "notebooks" if REPO is not None else Path.cwd()  # relative parameters start here
 
 import qa_headpose  # noqa: E402
-from qa_headpose import cli
+from qa_headpose import cli  # noqa: E402
 from qa_headpose.training import workflow  # noqa: E402
 from qa_headpose.training.config import ExportConfig  # noqa: E402
 
@@ -109,7 +109,9 @@ def optional(name: str):
         return None
 
 
-draw, detect, bench, sources = (optional(n) for n in ("inference.draw", "inference.detect", "bench", "inference.sources"))
+draw, detect, bench, sources = (
+    optional(n) for n in ("inference.draw", "inference.detect", "bench", "inference.sources")
+)
 
 if FAST:
     PRESET = "tiny"
@@ -448,10 +450,10 @@ predicted axes. (In fast mode the model has trained for two epochs on 60 faces: 
         "code",
         """
 if None in (draw, detect, sources):
-    print("skipped: the prediction needs qa_headpose.inference.draw, qa_headpose.inference.detect and qa_headpose.inference.sources")
+    print("skipped: the prediction needs qa_headpose.inference (draw, detect, sources)")
 else:
-    from qa_headpose.inference.images import read_image
     from qa_headpose.inference.estimator import HeadPoseEstimator
+    from qa_headpose.inference.images import read_image
 
     estimator = HeadPoseEstimator.from_tflite(models["int8"])
     image = read_image(sources.SAMPLE_IMAGE)
