@@ -209,7 +209,9 @@ def test_health_models_openapi_page(server):
     status, _, models = request(server, "GET", "/v1/models")
     assert status == 200
     (model,) = models["models"]
-    assert model["name"] == "default" and model["file"] == "headpose_int8.tflite" and model["input_size"] == 128
+    assert (
+        model["name"] == "accurate" and model["file"] == "headpose_accurate_int8.tflite" and model["input_size"] == 128
+    )
     assert len(model["sha256"]) == 12 and models["version"]
     status, _, spec = request(server, "GET", "/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.") and "/v1/poses" in spec["paths"]

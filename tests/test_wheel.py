@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -47,6 +48,7 @@ def test_wheel_carries_what_inference_needs_and_nothing_else(wheel):
 
 def test_the_installed_wheel_predicts_outside_the_checkout(wheel, tmp_path):
     venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the venv, not a checkout on the path
     # System site-packages give numpy, OpenCV and LiteRT without a download; the wheel's own
     # qa_headpose in the venv comes first on the path, ahead of the checkout's editable install.
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
@@ -59,6 +61,7 @@ def test_the_installed_wheel_predicts_outside_the_checkout(wheel, tmp_path):
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env=env,
     )
     assert where.stdout.strip().startswith(str(venv)), where.stdout + where.stderr
     got = subprocess.run(
@@ -67,6 +70,7 @@ def test_the_installed_wheel_predicts_outside_the_checkout(wheel, tmp_path):
         text=True,
         cwd=tmp_path,
         timeout=120,
+        env=env,
     )
     assert got.returncode == 0, got.stderr[-2000:]
     faces = json.loads(got.stdout)["faces"]

@@ -45,6 +45,7 @@ from starlette.routing import Route
 from qa_headpose import __version__
 from qa_headpose.core.angles import ANGLE_LIMIT_DEG
 from qa_headpose.core.errors import DataError
+from qa_headpose.inference import registry
 from qa_headpose.inference.draw import head_axes
 from qa_headpose.inference.estimator import HeadPoseEstimator
 from qa_headpose.inference.images import decode_image, image_header_size
@@ -397,7 +398,7 @@ def create_app(cfg: ServeConfig | None = None) -> Starlette:
     first = pool.estimators[0]
     model_path = Path(first.model_path)
     model_info = {
-        "name": cfg.model or "default",
+        "name": cfg.model or registry.DEFAULT_MODEL_NAME,
         "file": model_path.name,
         "input_size": int(first.input_size),
         "sha256": _sha256_prefix(model_path),
