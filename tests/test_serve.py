@@ -173,7 +173,7 @@ def test_poses_match_predict_image(server, estimator):
     assert face["saturated"] is False
     assert np.allclose(np.asarray(face["axes"]) @ np.asarray(face["axes"]).T, np.eye(3), atol=1e-9)
     assert answer["image"] == {"width": 512, "height": 512, "format": "jpeg"}
-    assert answer["model"]["name"] == "default" and answer["model"]["input_size"] == estimator.input_size
+    assert answer["model"]["name"] == "accurate" and answer["model"]["input_size"] == estimator.input_size
     assert set(answer["timings_ms"]) == {"read", "queue", "decode", "inference", "total"}
     assert answer["timings_ms"]["total"] >= answer["timings_ms"]["inference"] > 0
 

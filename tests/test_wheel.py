@@ -52,8 +52,13 @@ def test_the_installed_wheel_predicts_outside_the_checkout(wheel, tmp_path):
     # System site-packages give numpy, OpenCV and LiteRT without a download; the wheel's own
     # qa_headpose in the venv comes first on the path, ahead of the checkout's editable install.
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    # --ignore-installed: the checkout's editable install of the same version is visible through the system
+    # site-packages, and pip would otherwise call the requirement satisfied and install nothing.
     pip = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(wheel)], capture_output=True, text=True
+        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--ignore-installed", str(wheel)],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert pip.returncode == 0, pip.stderr[-2000:]
     where = subprocess.run(
