@@ -107,10 +107,11 @@ def test_console_script_and_shim_run_without_traceback(tmp_path):
 
 def test_torchvision_weights_pick_width_one_unless_alpha_is_given():
     from qa_headpose import cli
+    from qa_headpose.cli.train import train_configs
 
     def model_of(*flags):
         args = cli.build_parser().parse_args(["train", "--preset", "tiny", "--out", "unused", *flags])
-        return cli._train_configs(args)[0]
+        return train_configs(args)[0]
 
     assert model_of().alpha == 0.35
     # torchvision ships ImageNet weights for width 1.0 only: the tiny preset with them trains at 1.0.

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from qa_headpose.cli import main as cli_main
+from qa_headpose.cli import port_imagenet_main
 from qa_headpose.training import imagenet, torch_checkpoint
-from qa_headpose.training.imagenet_cli import port_imagenet_main
 
 # ------------------------------------------------ hand-written checkpoint bytes
 

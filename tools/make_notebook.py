@@ -95,8 +95,7 @@ if REPO is not None and importlib.util.find_spec("qa_headpose") is None:
 BASE = REPO / "notebooks" if REPO is not None else Path.cwd()  # relative parameters start here
 
 import qa_headpose  # noqa: E402
-from qa_headpose import cli  # noqa: E402
-from qa_headpose.training import workflow  # noqa: E402
+from qa_headpose.training import presets, workflow  # noqa: E402
 from qa_headpose.training.config import ExportConfig  # noqa: E402
 
 
@@ -130,13 +129,12 @@ def show(fig: Figure, name: str) -> None:
     display(Image(filename=str(path)))
 
 
-# The configs come from the CLI's own parser, so this is exactly `qa-headpose train`'s recipe.
+# `qa-headpose train` builds its configs from its flags with this same function: the same recipe.
+overrides = {"epochs": EPOCHS, "qat_epochs": QAT_EPOCHS, "input_size": INPUT_SIZE, "alpha": ALPHA}
+overrides = {name: value for name, value in overrides.items() if value is not None}
+model_cfg, train_cfg, qat_cfg, data_paths, _extra = presets.train_configs(PRESET, data=[str(data_dir)], **overrides)
 argv = ["train", "--preset", PRESET, "--data", str(data_dir), "--out", str(run_dir)]
-overrides = {"--epochs": EPOCHS, "--qat-epochs": QAT_EPOCHS, "--input-size": INPUT_SIZE, "--alpha": ALPHA}
-for flag, value in overrides.items():
-    if value is not None:
-        argv += [flag, str(value)]
-model_cfg, train_cfg, qat_cfg, data_paths, _extra = cli._train_configs(cli.build_parser().parse_args(argv))
+argv += [arg for name, value in overrides.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
 print(f"qa_headpose {qa_headpose.__version__} from {Path(qa_headpose.__file__).parent}")
 print("the same recipe on the command line: qa-headpose", shlex.join(argv))
 print(model_cfg, train_cfg, qat_cfg, sep="\\n")

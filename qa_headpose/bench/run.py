@@ -13,7 +13,7 @@ What one row (`BenchmarkResult`) holds, for one (model, runtime, threads, XNNPAC
   repeated for at least ``throughput_seconds``, and against wall time (``throughput_wall_fps``).
 - file size, the worker's peak RSS, and per-angle MAE when data is given.
 
-Nothing here prints; `cli.py` formats and writes.
+Nothing here prints; `cli/benchmark.py` formats and writes.
 """
 
 from __future__ import annotations

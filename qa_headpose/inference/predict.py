@@ -4,7 +4,7 @@
 detector, crop, one batched model call per image or frame), tracks and optionally
 smooths them in videos (`video.FaceTracker`), draws them (`draw.draw_face`) into
 annotated copies, and hands each face to a callback as a row of `COLUMNS`. It never
-prints: ``cli.py`` turns rows into the terminal table, JSON and CSV with the
+prints: ``cli/predict.py`` turns rows into the terminal table, JSON and CSV with the
 formatters here. A bad input is reported and skipped; the run goes on.
 
 With ``jobs > 1`` the inputs are spread over that many worker processes (each with

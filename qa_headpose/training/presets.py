@@ -59,3 +59,129 @@ PRESETS: dict[str, dict] = {
         "data": DEFAULT_DATA,
     },
 }
+
+
+# The options of `train_configs`: the flags of `qa-headpose train` in snake_case.
+TRAIN_OPTIONS = (
+    "data",
+    "input_size",
+    "alpha",
+    "dropout",
+    "backbone_weights",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "seed",
+    "qat_epochs",
+    "qat_learning_rate",
+    "no_augment",
+    "no_flip",
+    "rotate_deg",
+    "scale_jitter",
+    "shift_jitter",
+    "no_photometric",
+    "init_weights",
+    "extra",
+    "extra_labels",
+    "pseudo_labels",
+    "labelled_repeat",
+    "max_mirror_deg",
+    "max_gt_yaw_gap_deg",
+    "no_extra",
+)
+
+
+def train_configs(preset: str | None = None, **options):
+    """The configs of a training run: a preset (or the defaults) with options on top.
+
+    Args:
+        preset: a name in `PRESETS`, or None for the config defaults.
+        **options: any of `TRAIN_OPTIONS` (the ``qa-headpose train`` flags in snake_case); None or
+            False keeps the preset's value.
+
+    Returns:
+        (ModelConfig, TrainConfig, QATConfig, data paths, ExtraDataConfig or None).
+
+    Raises:
+        ValueError: for an unknown preset or option, no data, or contradicting extra-face options.
+    """
+    from qa_headpose.training.config import AugmentConfig
+
+    unknown = set(options) - set(TRAIN_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown training options {sorted(unknown)}; expected some of {TRAIN_OPTIONS}")
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}. Received: preset={preset!r}")
+    opt = {name: options.get(name) for name in TRAIN_OPTIONS}
+    recipe = PRESETS[preset] if preset else {}
+    model = recipe.get("model", ModelConfig())
+    train = recipe.get("train", TrainConfig())
+    qat = recipe.get("qat", QATConfig())
+
+    def pick(name: str, default):
+        return default if opt[name] is None else opt[name]
+
+    backbone_weights = pick("backbone_weights", model.backbone_weights)
+    # torchvision ships ImageNet weights for width 1.0 only: they pick the width unless alpha says otherwise.
+    alpha = pick("alpha", 1.0 if backbone_weights == "torchvision" else model.alpha)
+    model = ModelConfig(
+        input_size=pick("input_size", model.input_size),
+        alpha=alpha,
+        dropout=pick("dropout", model.dropout),
+        backbone_weights=backbone_weights,
+        bn_momentum=model.bn_momentum,
+    )
+    aug = AugmentConfig.none() if opt["no_augment"] else train.augment
+    aug = AugmentConfig(
+        flip=aug.flip and not opt["no_flip"],
+        rotate_deg=pick("rotate_deg", aug.rotate_deg),
+        scale_jitter=pick("scale_jitter", aug.scale_jitter),
+        shift_jitter=pick("shift_jitter", aug.shift_jitter),
+        photometric=aug.photometric and not opt["no_photometric"],
+    )
+    seed = pick("seed", train.seed)
+    train = TrainConfig(
+        epochs=pick("epochs", train.epochs),
+        batch_size=pick("batch_size", train.batch_size),
+        learning_rate=pick("learning_rate", train.learning_rate),
+        weight_decay=pick("weight_decay", train.weight_decay),
+        seed=seed,
+        augment=aug,
+        init_weights=pick("init_weights", train.init_weights),
+    )
+    qat = QATConfig(
+        epochs=pick("qat_epochs", qat.epochs),
+        batch_size=train.batch_size,
+        learning_rate=pick("qat_learning_rate", qat.learning_rate),
+        seed=seed + 1,
+        augment=aug,
+    )
+    data = opt["data"] or ([recipe["data"]] if recipe.get("data") else None)
+    if not data:
+        raise ValueError("--data is required (or a --preset that names its data)")
+    return model, train, qat, data, _extra_config(opt, None if opt["no_extra"] else recipe.get("extra"))
+
+
+def _extra_config(opt: dict, preset_extra: ExtraDataConfig | None) -> ExtraDataConfig | None:
+    """The extra-faces config from the preset and the options; None without extra faces."""
+    import dataclasses
+
+    if opt["no_extra"] and opt["extra"]:
+        raise ValueError("--no-extra and --extra contradict each other")
+    given = {
+        "path": opt["extra"],
+        "labels": opt["extra_labels"],
+        "pseudo_labels": opt["pseudo_labels"],
+        "labelled_repeat": opt["labelled_repeat"],
+        "max_mirror_deg": opt["max_mirror_deg"],
+        "max_gt_yaw_gap_deg": opt["max_gt_yaw_gap_deg"],
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if preset_extra is None and not opt["extra"]:
+        if given:
+            raise ValueError(f"--{next(iter(given)).replace('_', '-')} needs --extra FOLDER")
+        return None
+    if preset_extra is None:
+        return ExtraDataConfig(**given)
+    return dataclasses.replace(preset_extra, **given)

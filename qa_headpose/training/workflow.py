@@ -407,3 +407,89 @@ def plot_errors(pred: np.ndarray, true: np.ndarray, path: str | os.PathLike, tit
             fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
+
+
+def split_of(data_report: dict[str, Any]) -> str | None:
+    """The committed val list a run's data report names, or None (hash or separate val data)."""
+    split = data_report.get("split")
+    return split if split and not split.startswith(("sha1", "separate")) else None
+
+
+def run_train_faces(run: dict[str, Any]) -> FaceSet:
+    """The train split of a run (its ``read_run_config``), as it was trained on: the int8 calibration crops."""
+    data = run["data"]
+    return prepare_data(data["data"], data.get("val_data") or None, split_of(data), data.get("limit_deg")).train
+
+
+def check_model(path: str | os.PathLike, expect_int8: bool = False) -> None:
+    """Loads a .tflite (or reads a run folder's config) so a bad model fails at once.
+
+    Raises:
+        ModelError: for a missing, corrupt or non-head-pose .tflite, one that disagrees with its
+            JSON, or (``expect_int8``) a model that is not a full-int8 .tflite.
+        FileNotFoundError, ValueError: for a folder that is not a training run.
+    """
+    from qa_headpose.core.errors import ModelError
+    from qa_headpose.inference.runtime import TFLiteRunner
+
+    path = Path(path)
+    if path.suffix != ".tflite":
+        read_run_config(path)
+        if expect_int8:
+            raise ModelError(f"--expect-int8: {path} is a Keras run folder, not a full-int8 .tflite")
+        return
+    runner = TFLiteRunner(path)
+    if expect_int8 and not runner.is_fully_int8():
+        raise ModelError(
+            f"--expect-int8: {path} is not a full-int8 model (input {runner.input_dtype.name}, "
+            f"output {runner.output_dtype.name})"
+        )
+
+
+def select_faces(faces: FaceSet, subset: str, split: str | None) -> FaceSet:
+    """``faces`` (subset "all"), or its "train" or "val" part by the committed val list ``split`` (None: hash)."""
+    if subset == "all":
+        return faces
+    train, val = split_train_val(faces, split)
+    return val if subset == "val" else train
+
+
+def evaluate_on_data(
+    model_path: str | os.PathLike,
+    data: list[str],
+    subset: str = "all",
+    split: str | None = "aflw2000_val",
+    phase: str = "qat",
+    num_threads: int = 2,
+    expect_int8: bool = False,
+) -> tuple[dict[str, Any], np.ndarray, FaceSet, dict[str, int]]:
+    """Per-angle MAE of a model on data paths, the cheap checks first (missing data, then a bad model).
+
+    Returns:
+        (metrics as `evaluate_model`'s, predictions (n, 3) degrees, the faces, `load_filtered`'s counts).
+
+    Raises:
+        DataError: for a missing data path or unreadable data; ModelError: see `check_model`.
+    """
+    for path in data:
+        if not Path(path).exists():
+            raise DataError(f"No such file or folder: {path}")
+    check_model(model_path, expect_int8)
+    faces, counts = load_filtered(data)
+    faces = select_faces(faces, subset, split)
+    metrics, pred = evaluate_model(model_path, faces, phase, num_threads)
+    return metrics, pred, faces, counts
+
+
+def benchmark_eval_data(data: list[str], subset: str, split: str | None, max_faces: int | None = None):
+    """The accuracy data of a benchmark: a function of the input size -> (float32 crops, poses (n, 3) degrees).
+
+    ``subset`` "val" takes the val part by ``split`` (all faces when it has none).
+    """
+    faces, _ = load_filtered(data)
+    if subset == "val":
+        val = select_faces(faces, "val", split)
+        faces = val if len(val) else faces
+    if max_faces:
+        faces = faces.subset(range(min(max_faces, len(faces))))
+    return lambda size: (faces.crops(size).astype("float32"), faces.poses)

@@ -14,20 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+from qa_headpose.cli.common import EXIT_OK, EXIT_USAGE
+
+HELP = "port torchvision's ImageNet MobileNetV2 into a Keras backbone .h5 (offline)"
 PROG = "qa-headpose port-imagenet"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Port torchvision's ImageNet MobileNetV2 checkpoint into the Keras backbone (.h5).",
-    )
-    add_arguments(parser)
-    return parser
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``port-imagenet`` (shared with the main ``qa-headpose`` parser)."""
+    """The options of ``port-imagenet``."""
     parser.add_argument(
         "--pth",
         type=Path,
@@ -40,17 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
 
-def port_imagenet_main(argv: list[str] | None = None) -> int:
-    """Runs ``port-imagenet``; returns the exit code (0, or 2 on any error, reported in one line)."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (2, already printed)
-        return exc.code if isinstance(exc.code, int) else 2
-    return run(args)
-
-
 def run(args: argparse.Namespace) -> int:
-    """Ports the weights for parsed arguments; returns the exit code."""
+    """Ports the weights for parsed arguments; returns the exit code (0, or 2 on any error, in one line)."""
     try:
         if args.out.exists() and not args.force:
             raise FileExistsError(f"{args.out} exists; pass --force to overwrite it")
@@ -61,16 +46,12 @@ def run(args: argparse.Namespace) -> int:
         pth = args.pth if args.pth is not None else imagenet.find_weights_file()
         start = time.perf_counter()
         layers = model.save_backbone_weights(args.out, pth=pth)
-    except Exception as exc:  # noqa: BLE001 (one line, no traceback)
+    except Exception as exc:  # noqa: BLE001 (any failure of the port is one line and exit 2)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(
         f"wrote {args.out}: ImageNet MobileNetV2 backbone, {layers} layers ported from {pth} "
         f"({time.perf_counter() - start:.1f} s)"
     )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(port_imagenet_main())
+    return EXIT_OK

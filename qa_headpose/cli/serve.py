@@ -10,54 +10,27 @@ from __future__ import annotations
 import argparse
 import sys
 
+from qa_headpose.cli.common import EXIT_OK, port, positive_float, positive_int
+
+HELP = "HTTP API and live webcam page (pip install -e .[serve])"
 MB = 2**20
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}") from None
-    if not 0 <= value < 65536:
-        raise argparse.ArgumentTypeError(f"expected a port 0-65535 (0: any free port), got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``serve`` (the defaults are `serve.app.ServeConfig`'s)."""
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    p.add_argument("--port", type=port, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     p.add_argument("--model", help="model name (accurate, fast) or head-pose .tflite path (default: the shipped model)")
-    p.add_argument("--threads", type=_positive_int, default=2, help="inference worker threads (default 2)")
+    p.add_argument("--threads", type=positive_int, default=2, help="inference worker threads (default 2)")
     g = p.add_argument_group("limits")
-    g.add_argument("--max-body-mb", type=_positive_float, default=20.0, help="largest request body, MiB (default 20)")
+    g.add_argument("--max-body-mb", type=positive_float, default=20.0, help="largest request body, MiB (default 20)")
     g.add_argument(
-        "--max-pixels", type=_positive_int, default=2**25, help="largest image, width x height (default 2**25)"
+        "--max-pixels", type=positive_int, default=2**25, help="largest image, width x height (default 2**25)"
     )
     g.add_argument(
-        "--max-pending", type=_positive_int, default=32, help="requests in progress at once; 503 beyond (default 32)"
+        "--max-pending", type=positive_int, default=32, help="requests in progress at once; 503 beyond (default 32)"
     )
-    g.add_argument("--body-timeout", type=_positive_float, default=30.0, help="seconds to upload a body (default 30)")
+    g.add_argument("--body-timeout", type=positive_float, default=30.0, help="seconds to upload a body (default 30)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,4 +61,4 @@ def run(args: argparse.Namespace) -> int:
             )
 
     run_server(cfg, on_ready)
-    return 0
+    return EXIT_OK

@@ -1,0 +1,142 @@
+"""What the commands share: exit codes, `UsageError`, the argparse types and the output checks.
+
+The one set of argument types of ``qa-headpose``; every command module imports them from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(ValueError):
+    """A problem with the command line itself (existing output, conflicting flags)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``prog: error: ...``) and exit code 2, without the usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def camera_index(text: str) -> int:
+    """argparse type: a webcam number 0, 1, ..."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a camera index 0, 1, ..., got {text!r}") from None
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"expected a camera index 0, 1, ..., got {value}")
+    return value
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port 0-65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}") from None
+    if not 0 <= value < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535 (0: any free port), got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a number >= 0 (not NaN)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """argparse type: a comma list of positive integers, duplicates dropped, e.g. ``1,2,4``."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive integers, got {text!r}")
+    return tuple(dict.fromkeys(values))
+
+
+def comma_choices(text: str, flag: str, allowed: tuple[str, ...], dedupe: bool = False) -> tuple[str, ...]:
+    """The names of a comma list flag; `UsageError` for an empty list or a name not in ``allowed``."""
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if dedupe:
+        values = tuple(dict.fromkeys(values))
+    if set(values) - set(allowed) or not values:
+        raise UsageError(f"{flag} takes {', '.join(allowed)}. Received: {text!r}")
+    return values
+
+
+def check_output(path: Path, force: bool) -> None:
+    """Refuses, before any work, an output that exists (without --force) or cannot be written."""
+    from qa_headpose.inference.outputs import output_problem
+
+    problem = output_problem(path, force)
+    if problem:
+        raise UsageError(problem)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        parent.mkdir(parents=True, exist_ok=True)
+
+
+def add_runs_dir(p: argparse.ArgumentParser) -> None:
+    """--runs-dir."""
+    p.add_argument(
+        "--runs-dir", type=Path, help="folder of your training runs (default: $QA_HEADPOSE_RUNS_DIR or runs)"
+    )
+
+
+def add_progress(p: argparse.ArgumentParser) -> None:
+    """--progress / --quiet (exclusive)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", action="store_true", help="progress bars on stderr even when it is not a terminal")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress on stderr: on a terminal or with --progress, never with --quiet."""
+    return not getattr(args, "quiet", False) and (getattr(args, "progress", False) or sys.stderr.isatty())
+
+
+def progress_bar(args: argparse.Namespace, total: int | None, unit: str):
+    """A tqdm bar on stderr, shown as `show_progress` says."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=not show_progress(args), dynamic_ncols=True)
+
+
+def format_mae(label: str, m: dict) -> str:
+    """One line of per-angle MAE (degrees) and the face count."""
+    return (
+        f"{label}: MAE yaw {m['yaw']:.2f}  pitch {m['pitch']:.2f}  roll {m['roll']:.2f}  "
+        f"mean {m['mean']:.2f} deg  (n={m['count']})"
+    )

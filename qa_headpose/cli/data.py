@@ -1,0 +1,88 @@
+"""``qa-headpose data``: crop cache, pseudo-labels, the FSA-Net download."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from qa_headpose.cli.common import EXIT_FAILURE, EXIT_OK, UsageError, check_output, positive_int, show_progress
+
+HELP = "dataset tools: crop cache, pseudo-labels, FSA-Net download"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The subcommands of ``data`` and their options."""
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="{crop,download}")
+    c = sub.add_parser("crop", help="cache FSA-Net crops of a 300W-LP/AFLW2000 folder as an FSA-Net npz")
+    c.add_argument("src", type=Path, help="folder of images with .mat labels")
+    c.add_argument("--out", type=Path, required=True, help="the .npz to write")
+    c.add_argument("--size", type=positive_int, default=64)
+    c.add_argument("--no-filter", action="store_true")
+    c.add_argument("--force", action="store_true")
+    q = sub.add_parser("pseudo-label", help="a teacher's (yaw, pitch, roll) for every face of an AFLW_extra folder")
+    q.add_argument("src", type=Path, help="an AFLW_extra folder (labels.csv + crops/)")
+    q.add_argument("--out", type=Path, required=True, help="the CSV to write (restarts from <out>.partial.npz)")
+    q.add_argument("--teacher", nargs="+", help=".tflite model(s) of one input size (default: weights/teacher_v1)")
+    q.add_argument("--threads", type=positive_int, default=2)
+    q.add_argument("--limit", type=positive_int, help="label only the first N faces")
+    q.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("--force", action="store_true")
+    d = sub.add_parser("download", help="fetch FSA-Net's preprocessed data.zip (Google Drive) and unpack it")
+    d.add_argument("--out", type=Path, required=True, help="folder to create: type1/*.npz, BIWI_*.npz")
+    d.add_argument("--zip", type=Path, help="an already downloaded data.zip: unpack it, fetch nothing")
+    d.add_argument("--keep-zip", action="store_true", help="keep the downloaded <out>.zip after unpacking")
+    d.add_argument("--force", action="store_true", help="replace an existing --out folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``data CROP|PSEUDO-LABEL|DOWNLOAD``; returns the exit code."""
+    return {"crop": _crop, "pseudo-label": _pseudo_label, "download": _download}[args.data_command](args)
+
+
+def _crop(args: argparse.Namespace) -> int:
+    if args.out.suffix != ".npz":
+        raise UsageError(f"--out must end in .npz. Received: {args.out}")
+    check_output(args.out, args.force)
+    from qa_headpose.datasets.npz import save_fsanet_npz
+    from qa_headpose.training import workflow
+
+    faces, counts = workflow.load_filtered([args.src], None if args.no_filter else 99.0)
+    save_fsanet_npz(faces, args.out, args.size)
+    print(
+        f"wrote {args.out}: {counts['kept']} faces {args.size}x{args.size} (dropped by |angle|<=99: {counts['dropped']})"
+    )
+    return EXIT_OK
+
+
+def _pseudo_label(args: argparse.Namespace) -> int:
+    check_output(args.out, args.force)
+    from qa_headpose.datasets.pseudo_label import pseudo_label_folder
+    from qa_headpose.training.presets import TEACHER_MODELS
+
+    teachers = args.teacher or list(TEACHER_MODELS)
+    progress = show_progress(args)
+    summary = pseudo_label_folder(args.src, teachers, args.out, args.threads, progress=progress, limit=args.limit)
+    print(
+        f"wrote {args.out}: {summary['faces']} faces; teacher mirror disagreement {summary['mirror_mean_deg']:.2f}, "
+        f"ensemble spread {summary['spread_mean_deg']:.2f}, |yaw - AFLW gt_yaw| {summary['gt_yaw_gap_deg']:.2f} deg"
+    )
+    return EXIT_OK
+
+
+def _download(args: argparse.Namespace) -> int:
+    from qa_headpose.datasets import download
+
+    if args.out.exists() and not args.force:
+        raise UsageError(f"{args.out} already exists; pass --force to replace it")
+    try:
+        download.download_fsanet_data(args.out, args.zip, args.force, args.keep_zip)
+    except download.DownloadError as exc:
+        print(f"qa-headpose data: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    train = " ".join(str(args.out / f) for f in download.TRAIN_FILES)
+    val = args.out / "type1" / "AFLW2000.npz"
+    print(f"wrote {args.out}: {', '.join(download.FSANET_FILES)}")
+    print(f"train with: qa-headpose train --data {train} --val-data {val} --out RUN")
+    return EXIT_OK

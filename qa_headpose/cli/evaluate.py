@@ -1,0 +1,54 @@
+"""``qa-headpose evaluate``: per-angle MAE of a .tflite or a run's Keras model on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from qa_headpose.cli.common import EXIT_OK, check_output, format_mae, positive_int
+
+HELP = "per-angle MAE of a .tflite or Keras model on a dataset"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``evaluate``."""
+    p.add_argument("model", type=Path, help="a .tflite file, or a training run folder (Keras)")
+    p.add_argument("--data", nargs="+", required=True, help="FSA-Net .npz file(s) or 300W-LP/AFLW2000 folder(s)")
+    p.add_argument("--subset", choices=("all", "val", "train"), default="all", help="part of --data by --split")
+    p.add_argument("--split", default="aflw2000_val", help="committed val list name, or 'hash'")
+    p.add_argument("--phase", choices=("float", "qat"), default="qat", help="which Keras model of a run folder")
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--expect-int8", action="store_true", help="fail unless the model is a full-int8 .tflite")
+    p.add_argument("--json", type=Path, help="write the metrics as JSON")
+    p.add_argument("--plot", type=Path, help="write abs error vs ground-truth yaw as PNG")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``evaluate``; returns the exit code."""
+    for out in (args.json, args.plot):
+        if out is not None:
+            check_output(out, args.force)
+    from qa_headpose.core.atomic import write_json
+    from qa_headpose.training import workflow
+
+    split = None if args.split == "hash" else args.split
+    metrics, pred, faces, counts = workflow.evaluate_on_data(
+        args.model, args.data, args.subset, split, args.phase, args.threads, args.expect_int8
+    )
+    label = f"{args.model}" + (f" [{args.phase}]" if args.model.suffix != ".tflite" else "")
+    print(format_mae(label, metrics) + f"  (dropped by |angle|<=99: {counts['dropped']})")
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "model": str(args.model),
+                "data": args.data,
+                "subset": args.subset,
+                **metrics,
+                "dropped": counts["dropped"],
+            },
+        )
+    if args.plot:
+        workflow.plot_errors(pred, faces.poses, args.plot, title=str(args.model.name))
+    return EXIT_OK

@@ -1,0 +1,126 @@
+"""``qa-headpose`` command line: the parser, the subcommand registry and the error handling.
+
+Every subcommand returns an exit code: 0 on success, 2 for bad input (one line on
+stderr, no traceback), 1 for an unexpected failure (one line too; set QA_HEADPOSE_TRACEBACK=1
+to see the traceback). Bad input is a bad command line (argparse's error, without the usage
+block), `UsageError`, `DataError`, `ModelError` or another ValueError/OSError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from types import ModuleType
+from typing import Callable, Sequence
+
+from qa_headpose import __version__
+from qa_headpose.cli import (
+    benchmark,
+    data,
+    evaluate,
+    export,
+    export_onnx,
+    port_imagenet,
+    predict,
+    serve,
+    train,
+)
+from qa_headpose.cli.common import EXIT_FAILURE, EXIT_USAGE, ArgumentParser, UsageError
+
+# name -> the module with HELP, add_arguments(parser) and run(args) -> exit code; in --help order.
+SUBCOMMANDS: dict[str, ModuleType] = {
+    "train": train,
+    "export": export,
+    "evaluate": evaluate,
+    "data": data,
+    "port-imagenet": port_imagenet,
+    "predict": predict,
+    "benchmark": benchmark,
+    "export-onnx": export_onnx,
+    "serve": serve,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``qa-headpose`` with all subcommands."""
+    parser = ArgumentParser(prog="qa-headpose", description="Head pose (yaw, pitch, roll) with an int8 MobileNetV2.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    for name, command in SUBCOMMANDS.items():
+        command.add_arguments(sub.add_parser(name, help=command.HELP, description=command.HELP))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``qa-headpose``; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage error
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run_command(args.command, lambda: SUBCOMMANDS[args.command].run(args))
+
+
+def run_command(name: str, call: Callable[[], int]) -> int:
+    """Runs a subcommand, turning expected errors into one line on stderr and exit code 2."""
+    from qa_headpose.core.errors import DataError, ModelError
+
+    try:
+        return call()
+    except (
+        UsageError,
+        DataError,
+        ModelError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        PermissionError,
+        ValueError,
+        ImportError,
+    ) as exc:
+        print(f"qa-headpose {name}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"qa-headpose {name}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"qa-headpose {name}: error: out of memory", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug, not bad input: one line, the traceback on request
+        if os.environ.get("QA_HEADPOSE_TRACEBACK"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"qa-headpose {name}: internal error: {type(exc).__name__}: {first} "
+            "(please report it; QA_HEADPOSE_TRACEBACK=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """``qa-headpose train``."""
+    return main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """``qa-headpose export`` (also ``python export_tflite.py``)."""
+    return main(["export", *(sys.argv[1:] if argv is None else argv)])
+
+
+def benchmark_main(argv: Sequence[str] | None = None) -> int:
+    """``qa-headpose benchmark`` (also ``python benchmark_tflite.py``)."""
+    return main(["benchmark", *(sys.argv[1:] if argv is None else argv)])
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """``qa-headpose evaluate``."""
+    return main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
+
+
+def port_imagenet_main(argv: Sequence[str] | None = None) -> int:
+    """``qa-headpose port-imagenet``."""
+    return main(["port-imagenet", *(sys.argv[1:] if argv is None else argv)])
