@@ -69,13 +69,24 @@ def test_export_and_evaluate(cli_run, aflw_small, tmp_path, capsys):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The Keras QAT model of the run folder scores the same faces.
     assert main(["evaluate", str(cli_run), "--phase", "qat", "--data", str(aflw_small)]) == 0
+    # Progress bars on stderr with --progress (stderr is no terminal here), none with --quiet.
+    capsys.readouterr()
+    assert main(["evaluate", str(int8), "--data", str(aflw_small), "--progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "reading: 100%" in err and "predicting: 100%" in err and f"/{len(faces)} " in err
+    assert f"mean {expected['mean']:.2f}" in out and "%|" not in out
+    assert main(["evaluate", str(int8), "--data", str(aflw_small), "--quiet"]) == 0
+    assert "%|" not in capsys.readouterr().err
 
 
-def test_data_crop_writes_fsanet_npz(aflw_small, tmp_path):
+def test_data_crop_writes_fsanet_npz(aflw_small, tmp_path, capsys):
     out = tmp_path / "aflw.npz"
     assert main(["data", "crop", str(aflw_small), "--out", str(out), "--size", "48"]) == 0
     with np.load(out) as npz:
         assert npz["image"].shape[1:] == (48, 48, 3) and len(npz["pose"]) == len(npz["image"]) > 0
+    assert "%|" not in capsys.readouterr().err  # no bar when stderr is no terminal
+    assert main(["data", "crop", str(aflw_small), "--out", str(out), "--force", "--progress"]) == 0
+    assert f"reading {aflw_small.name}: 100%" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -288,6 +288,18 @@ def test_video_end_to_end(capsys, tmp_path, tiny_int8_tflite, face_video):
     assert len(_table(stdout)) == 12
 
 
+def test_progress_bars_per_input_and_per_frame(capsys, tmp_path, tiny_int8_tflite, face_video):
+    code, out, err = _run(capsys, face_video, SAMPLE_IMAGE, "--model", tiny_int8_tflite, "--progress")
+    assert code == 0 and "inputs: 100%" in err and "2/2" in err
+    assert "frames " in err and f"{face_video.name}: 100%" in err and "12/12" in err
+    assert len(_table(out)) >= 2 and "%|" not in out  # the table stays whole on stdout
+    code, out, err = _run(capsys, face_video, "--model", tiny_int8_tflite, "--max-frames", "5", "--progress")
+    assert code == 0 and "5/5" in err
+    for flags in ((), ("--quiet", "--progress")):  # no bar off a terminal, none with --quiet
+        code, _, err = _run(capsys, face_video, "--model", tiny_int8_tflite, *flags)
+        assert code == 0 and "%|" not in err
+
+
 def test_video_max_frames_and_folder_output(capsys, tmp_path, tiny_int8_tflite, face_video):
     code, _, err = _run(capsys, face_video, "--model", tiny_int8_tflite, "--output", tmp_path, "--max-frames", "5")
     assert code == 0, err

@@ -127,11 +127,56 @@ def show_progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "quiet", False) and (getattr(args, "progress", False) or sys.stderr.isatty())
 
 
-def progress_bar(args: argparse.Namespace, total: int | None, unit: str):
+def progress_bar(args: argparse.Namespace, total: int | None, unit: str, **kwargs):
     """A tqdm bar on stderr, shown as `show_progress` says."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, file=sys.stderr, disable=not show_progress(args), dynamic_ncols=True)
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=not show_progress(args), dynamic_ncols=True, **kwargs)
+
+
+class Progress:
+    """tqdm bars fed by the package's ``(stage, done, total)`` progress callbacks.
+
+    One bar per first word of the stage ("inputs", "frames x.mp4", "reading"); a new stage with
+    the same first word starts that bar again. Use as a context manager; `write` prints a line
+    without breaking the bars.
+    """
+
+    def __init__(self, args: argparse.Namespace, units: dict[str, str] | None = None):
+        self.args, self.units = args, units or {}
+        self.bars: dict[str, tuple[str, object]] = {}
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if not show_progress(self.args):
+            return
+        slot = stage.split(" ", 1)[0]
+        current, bar = self.bars.get(slot, (None, None))
+        if bar is None:
+            bar = progress_bar(self.args, total, self.units.get(slot, "face"), desc=stage, position=len(self.bars))
+        elif current != stage:
+            bar.reset(total)
+            bar.set_description(stage, refresh=False)
+        self.bars[slot] = (stage, bar)
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    def write(self, line: str, file=None) -> None:
+        """Prints ``line`` to ``file`` (stdout by default), above the bars while they show."""
+        if self.bars:
+            from tqdm import tqdm
+
+            tqdm.write(line, file=file or sys.stdout)
+        else:
+            print(line, file=file or sys.stdout, flush=True)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for _, bar in reversed(list(self.bars.values())):
+            bar.close()
+        self.bars.clear()
 
 
 def format_mae(label: str, m: dict) -> str:

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
-from qa_headpose.cli.common import EXIT_FAILURE, EXIT_OK, UsageError, check_output, positive_int, show_progress
+from qa_headpose.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Progress,
+    UsageError,
+    add_progress,
+    check_output,
+    positive_int,
+    show_progress,
+)
 
 HELP = "dataset tools: crop cache, pseudo-labels, FSA-Net download"
 
@@ -20,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--size", type=positive_int, default=64)
     c.add_argument("--no-filter", action="store_true")
     c.add_argument("--force", action="store_true")
+    add_progress(c)
     q = sub.add_parser("pseudo-label", help="a teacher's (yaw, pitch, roll) for every face of an AFLW_extra folder")
     q.add_argument("src", type=Path, help="an AFLW_extra folder (labels.csv + crops/)")
     q.add_argument("--out", type=Path, required=True, help="the CSV to write (restarts from <out>.partial.npz)")
@@ -48,7 +59,9 @@ def _crop(args: argparse.Namespace) -> int:
     from qa_headpose.datasets.npz import save_fsanet_npz
     from qa_headpose.training import workflow
 
-    faces, counts = workflow.load_filtered([args.src], None if args.no_filter else 99.0)
+    with Progress(args) as progress:
+        reading = functools.partial(progress, f"reading {args.src.name}")
+        faces, counts = workflow.load_filtered([args.src], None if args.no_filter else 99.0, reading)
     save_fsanet_npz(faces, args.out, args.size)
     print(
         f"wrote {args.out}: {counts['kept']} faces {args.size}x{args.size} (dropped by |angle|<=99: {counts['dropped']})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qa_headpose.cli.common import EXIT_OK, check_output, format_mae, positive_int
+from qa_headpose.cli.common import EXIT_OK, Progress, add_progress, check_output, format_mae, positive_int
 
 HELP = "per-angle MAE of a .tflite or Keras model on a dataset"
 
@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, help="write the metrics as JSON")
     p.add_argument("--plot", type=Path, help="write abs error vs ground-truth yaw as PNG")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    add_progress(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from qa_headpose.training import workflow
 
     split = None if args.split == "hash" else args.split
-    metrics, pred, faces, counts = workflow.evaluate_on_data(
-        args.model, args.data, args.subset, split, args.phase, args.threads, args.expect_int8
-    )
+    with Progress(args) as progress:
+        metrics, pred, faces, counts = workflow.evaluate_on_data(
+            args.model, args.data, args.subset, split, args.phase, args.threads, args.expect_int8, progress
+        )
     label = f"{args.model}" + (f" [{args.phase}]" if args.model.suffix != ".tflite" else "")
     print(format_mae(label, metrics) + f"  (dropped by |angle|<=99: {counts['dropped']})")
     if args.json:

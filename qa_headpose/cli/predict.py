@@ -9,6 +9,7 @@ from pathlib import Path
 
 from qa_headpose import __version__
 from qa_headpose.cli.common import (
+    Progress,
     UsageError,
     camera_index,
     check_output,
@@ -41,7 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smooth-beta", type=non_negative_float, default=0.02, help="cutoff increase per deg/s")
     p.add_argument("--max-frames", type=positive_int, help="stop each video (or the webcam) after N frames")
     p.add_argument("--show", action="store_true", help="show video frames in a window (OpenCV with GUI only)")
-    p.add_argument("--quiet", action="store_true", help="no table on the terminal")
+    p.add_argument("--quiet", action="store_true", help="no table on the terminal, no progress bars")
+    p.add_argument(
+        "--progress", action="store_true", help="progress bars (inputs, video frames) on stderr even off a terminal"
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
@@ -81,31 +85,33 @@ def run(args: argparse.Namespace) -> int:
     info = sys.stderr if to_stdout else sys.stdout
     show_table = not (args.quiet or to_stdout)
     header_done: list[bool] = []
+    progress = Progress(args, {"inputs": "input", "frames": "frame"})
 
     def on_row(row: dict) -> None:
         if not show_table:
             return
         if not header_done:
-            print(predict.format_header())
+            progress.write(predict.format_header())
             header_done.append(True)
-        print(predict.format_row(row), flush=True)
+        progress.write(predict.format_row(row))
 
     def on_source(report) -> None:
         if report.error:
-            print(f"qa-headpose predict: error: {report.error}", file=sys.stderr)
+            progress.write(f"qa-headpose predict: error: {report.error}", file=sys.stderr)
             return
         if report.faces == 0:
-            print(f"qa-headpose predict: no face found in {report.name}", file=sys.stderr)
+            progress.write(f"qa-headpose predict: no face found in {report.name}", file=sys.stderr)
         if report.kind in ("video", "camera"):
-            print(
+            progress.write(
                 f"{report.name}: {report.frames} frames, a face in {report.frames_with_face}, {report.fps:.1f} FPS"
                 + (f" -> {report.output}" if report.output else ""),
                 file=info,
             )
         elif report.output:
-            print(f"wrote {report.output}", file=info)
+            progress.write(f"wrote {report.output}", file=info)
 
-    summary = predict.run_predict(cfg, on_row=on_row, on_source=on_source)
+    with progress:
+        summary = predict.run_predict(cfg, on_row=on_row, on_source=on_source, on_progress=progress)
     meta = {"version": __version__, "model": args.model or "accurate", "detector": args.detector}
     if args.json == "-":
         print(json.dumps(predict.summary_to_json(summary, meta), indent=2))

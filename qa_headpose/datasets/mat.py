@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -49,12 +50,15 @@ def _load_mat_pair(image_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return crop, crop_box, pose
 
 
-def load_mat_folder(folder: str | os.PathLike, workers: int = 4) -> FaceSet:
+def load_mat_folder(
+    folder: str | os.PathLike, workers: int = 4, progress: Callable[[int, int], None] | None = None
+) -> FaceSet:
     """Loads a 300W-LP / AFLW2000-3D folder: every image with a ``.mat`` beside it, recursively.
 
     Args:
         folder: the dataset folder.
         workers: decoding threads (OpenCV releases the GIL).
+        progress: called with (faces read, faces in the folder) as the reading goes on.
 
     Returns:
         A `FaceSet` named by the image path relative to ``folder``, without suffix.
@@ -70,7 +74,11 @@ def load_mat_folder(folder: str | os.PathLike, workers: int = 4) -> FaceSet:
     )
     if not paths:
         raise DataError(f"No image with a .mat label beside it in {folder}")
+    items = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        items = list(pool.map(_load_mat_pair, paths))
+        for item in pool.map(_load_mat_pair, paths):
+            items.append(item)
+            if progress is not None:
+                progress(len(items), len(paths))
     names = [str(p.relative_to(folder).with_suffix("")) for p in paths]
     return FaceSet([c for c, _, _ in items], [b for _, b, _ in items], [p for _, _, p in items], names)

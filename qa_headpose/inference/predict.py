@@ -50,6 +50,7 @@ from qa_headpose.inference.video import (
     FaceTracker,
     SmoothConfig,
     VideoSink,
+    frame_count,
     iter_frames,
     open_camera,
     open_video,
@@ -199,11 +200,12 @@ def _run_image(estimator, src: Source, out: Path | None, cfg: PredictConfig, rep
 
 
 def _run_video(
-    estimator, src: Source, out: Path | None, cfg: PredictConfig, report: SourceReport, on_row: Callable
+    estimator, src: Source, out: Path | None, cfg: PredictConfig, report: SourceReport, on_row: Callable, on_frame
 ) -> list[dict]:
     with _native_stderr_silenced():  # OpenCV/FFmpeg warnings; the DataError says it in one line
         capture = open_camera(src.camera) if src.kind == "camera" else open_video(src.path)
     fps = _video_fps(capture)
+    total = frame_count(capture, cfg.max_frames)
     tracker = FaceTracker(cfg.smooth)
     sink = VideoSink(out, fps) if out is not None else None
     window = f"qa-headpose {src.name}"
@@ -222,6 +224,7 @@ def _run_video(
                 row = make_row(src.name, index, r)
                 rows.append(row)
                 on_row(row)
+            on_frame(report.frames, total)
             if sink is not None or cfg.show:
                 _draw_results(frame, results, cfg.draw, video=True)
                 elapsed = time.perf_counter() - start
@@ -305,6 +308,7 @@ def run_predict(
     estimator=None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     on_source: Callable[[SourceReport], None] | None = None,
+    on_progress: Callable[[str, int, int | None], None] | None = None,
 ) -> PredictSummary:
     """Runs head-pose prediction over all inputs of ``cfg``.
 
@@ -315,6 +319,9 @@ def run_predict(
         on_row: called with each face's row as soon as it is found (with jobs > 1, in input
             order as each input's result comes back).
         on_source: called with each input's `SourceReport` when it is done (or failed).
+        on_progress: called with ("inputs", inputs done, inputs) as inputs finish and, for
+            the videos run in this process (jobs 1), with ("frames NAME", frames done, frames
+            or None when unknown) after each frame.
 
     Returns:
         `PredictSummary` with all rows and reports; bad inputs are reported, not raised.
@@ -329,9 +336,12 @@ def run_predict(
     """
     on_row = on_row or _ignore
     on_source = on_source or _ignore
+    progress = on_progress or (lambda stage, done, total: None)
     sources, reports = collect_sources(cfg.inputs, cfg.camera)
+    total = len(sources) + len(reports)
     for report in reports:
         on_source(report)
+    progress("inputs", len(reports), total)
     plan = plan_outputs(sources, cfg.output, cfg.force)
     rows: list[dict[str, Any]] = []
     if sources and estimator is None:
@@ -340,7 +350,12 @@ def run_predict(
     if jobs > 1 and cfg.camera is None and not cfg.show:
         done = _run_parallel(estimator, sources, plan, cfg, jobs)
     else:
-        done = (_run_source(estimator, src, plan.get(i), cfg, on_row) for i, src in enumerate(sources))
+        done = (
+            _run_source(
+                estimator, src, plan.get(i), cfg, on_row, lambda n, t, s=src: progress(f"frames {s.name}", n, t)
+            )
+            for i, src in enumerate(sources)
+        )
         jobs = 1
     for new, report in done:
         if jobs > 1:  # in-process runs call on_row as each face is found
@@ -350,6 +365,7 @@ def run_predict(
         rows += new
         reports.append(report)
         on_source(report)
+        progress("inputs", len(reports), total)
     return PredictSummary(rows, reports)
 
 
@@ -358,7 +374,7 @@ def _ignore(_: Any) -> None:
 
 
 def _run_source(
-    estimator, src: Source, out: Path | None, cfg: PredictConfig, on_row: Callable
+    estimator, src: Source, out: Path | None, cfg: PredictConfig, on_row: Callable, on_frame: Callable | None = None
 ) -> tuple[list[dict[str, Any]], SourceReport]:
     """One input's rows and report; a bad input gives no rows and a report with its error."""
     report = SourceReport(src.name, src.kind)
@@ -370,7 +386,7 @@ def _run_source(
                 on_row(row)
             report.seconds = time.perf_counter() - start
         else:
-            new = _run_video(estimator, src, out, cfg, report, on_row)
+            new = _run_video(estimator, src, out, cfg, report, on_row, on_frame or (lambda n, t: None))
     except (DataError, ValueError, OSError, cv2.error) as exc:
         report.error = _one_line(exc)
         logger.debug("input %s failed", src.name, exc_info=True)

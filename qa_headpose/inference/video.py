@@ -283,6 +283,13 @@ def video_fps(capture: cv2.VideoCapture) -> float:
     return fps if 1.0 <= fps <= 1000.0 else DEFAULT_FPS
 
 
+def frame_count(capture: cv2.VideoCapture, max_frames: int | None = None) -> int | None:
+    """The frames a capture will give: its declared count, at most ``max_frames``; None when unknown."""
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    count = int(count) if count and count > 0 else None
+    return max_frames if count is None else min(count, max_frames or count)
+
+
 def iter_frames(capture: cv2.VideoCapture, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yields (frame index, uint8 BGR frame) until the end, or ``max_frames`` frames."""
     index = 0

@@ -7,11 +7,12 @@ A run folder holds ``config.json`` (model, train, qat and data settings),
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,10 +58,15 @@ def concat_faces(sets: list[FaceSet]) -> FaceSet:
 
 
 def load_filtered(
-    paths: list[str | os.PathLike], limit_deg: float | None = angles.ANGLE_LIMIT_DEG
+    paths: list[str | os.PathLike],
+    limit_deg: float | None = angles.ANGLE_LIMIT_DEG,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[FaceSet, dict[str, int]]:
-    """Loads and concatenates datasets, applying the |angle| <= limit filter unless limit is None."""
-    faces = concat_faces([load_faces(p) for p in paths])
+    """Loads and concatenates datasets, applying the |angle| <= limit filter unless limit is None.
+
+    ``progress`` is called with (faces read, faces in the folder) while an image folder is read.
+    """
+    faces = concat_faces([load_faces(p, progress=progress) for p in paths])
     dropped = 0
     if limit_deg is not None:
         faces, dropped = filter_protocol(faces, limit_deg)
@@ -340,17 +346,34 @@ def export_run(
     return written
 
 
-def predict_model(model_path: str | os.PathLike, x: np.ndarray, phase: str = "qat", num_threads: int = 2) -> np.ndarray:
-    """(n, 3) degrees from a .tflite file or a run folder's float/QAT Keras model."""
+def predict_model(
+    model_path: str | os.PathLike,
+    x: np.ndarray,
+    phase: str = "qat",
+    num_threads: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """(n, 3) degrees from a .tflite file or a run folder's float/QAT Keras model.
+
+    ``progress`` is called with (faces done, faces) after each batch.
+    """
     path = Path(model_path)
     if path.suffix == ".tflite":
         from qa_headpose.inference.runtime import TFLiteRunner
 
         runner = TFLiteRunner(path, num_threads=num_threads)
-        return np.concatenate([runner(x[i : i + 64]) for i in range(0, len(x), 64)])
+        out = []
+        for i in range(0, len(x), 64):
+            out.append(runner(x[i : i + 64]))
+            if progress is not None:
+                progress(min(i + 64, len(x)), len(x))
+        return np.concatenate(out)
     from qa_headpose.training.train import predict_keras
 
-    return predict_keras(load_keras_from_run(path, phase), x)
+    pred = predict_keras(load_keras_from_run(path, phase), x)
+    if progress is not None:
+        progress(len(x), len(x))
+    return pred
 
 
 def model_input_size(model_path: str | os.PathLike) -> int:
@@ -368,14 +391,15 @@ def evaluate_model(
     faces: FaceSet,
     phase: str = "qat",
     num_threads: int = 2,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Per-angle MAE of a model on FSA-Net crops of ``faces``.
+    """Per-angle MAE of a model on FSA-Net crops of ``faces``; ``progress`` as `predict_model`'s.
 
     Returns:
         (metrics dict: yaw/pitch/roll/mean degrees and count, predictions (n, 3) degrees).
     """
     size = model_input_size(model_path)
-    pred = predict_model(model_path, faces.crops(size).astype(np.float32), phase, num_threads)
+    pred = predict_model(model_path, faces.crops(size).astype(np.float32), phase, num_threads, progress)
     return angles.mean_absolute_errors(pred, faces.poses), pred
 
 
@@ -462,8 +486,12 @@ def evaluate_on_data(
     phase: str = "qat",
     num_threads: int = 2,
     expect_int8: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[dict[str, Any], np.ndarray, FaceSet, dict[str, int]]:
     """Per-angle MAE of a model on data paths, the cheap checks first (missing data, then a bad model).
+
+    ``progress`` is called with ("reading", faces read, faces in the folder) while an image folder
+    is read, then ("predicting", faces done, faces).
 
     Returns:
         (metrics as `evaluate_model`'s, predictions (n, 3) degrees, the faces, `load_filtered`'s counts).
@@ -475,9 +503,10 @@ def evaluate_on_data(
         if not Path(path).exists():
             raise DataError(f"No such file or folder: {path}")
     check_model(model_path, expect_int8)
-    faces, counts = load_filtered(data)
+    stage = (lambda name: functools.partial(progress, name)) if progress is not None else (lambda name: None)
+    faces, counts = load_filtered(data, progress=stage("reading"))
     faces = select_faces(faces, subset, split)
-    metrics, pred = evaluate_model(model_path, faces, phase, num_threads)
+    metrics, pred = evaluate_model(model_path, faces, phase, num_threads, stage("predicting"))
     return metrics, pred, faces, counts
 
 
