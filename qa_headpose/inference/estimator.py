@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 
@@ -16,21 +15,6 @@ from qa_headpose.inference.runtime import TFLiteRunner
 
 MODELS_DIR = registry.MODELS_DIR
 DEFAULT_MODEL = registry.shipped_model_path(registry.DEFAULT_MODEL_NAME)
-
-
-def default_model_path(name: str = registry.DEFAULT_MODEL_NAME) -> Path:
-    """The shipped full-int8 model of that name ("accurate", the default, or "fast").
-
-    Raises:
-        ModelError: for an unknown name, or if the package was installed without the model file.
-    """
-    try:
-        path = registry.shipped_model_path(name)
-    except ValueError as exc:
-        raise ModelError(str(exc)) from None
-    if not path.is_file():
-        raise ModelError(f"The shipped model is missing: {path}; reinstall qa-headpose or pass a model path")
-    return path
 
 
 class HeadPoseEstimator:
@@ -78,11 +62,13 @@ class HeadPoseEstimator:
         require_int8: bool = False,
         max_concurrency: int | None = None,
     ) -> None:
-        if model_path is None or (isinstance(model_path, str) and model_path in registry.MODEL_NAMES):
-            self.model_path = default_model_path(model_path or registry.DEFAULT_MODEL_NAME)
-        else:
-            self.model_path = Path(model_path)
-            if not self.model_path.exists() and not self.model_path.suffix:
+        self.model_path = registry.resolve_model(model_path)
+        if not self.model_path.exists():
+            if self.model_path.parent == registry.MODELS_DIR:
+                raise ModelError(
+                    f"The shipped model is missing: {self.model_path}; reinstall qa-headpose or pass a model path"
+                )
+            if not self.model_path.suffix:
                 names = ", ".join(repr(n) for n in registry.MODEL_NAMES)
                 raise ModelError(f"No model named {str(model_path)!r}: pass {names} or the path of a .tflite file")
         self.runner = TFLiteRunner(self.model_path, num_threads=num_threads, max_concurrency=max_concurrency)
