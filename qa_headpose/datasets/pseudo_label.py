@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from qa_headpose.core.atomic import write_bytes
-from qa_headpose.datasets.aflw_extra import PSEUDO_COLUMNS, load_aflw_extra, read_labels
+from qa_headpose.datasets.aflw_extra import PSEUDO_COLUMNS, load_aflw_extra
 from qa_headpose.inference.preprocess import crop_face
 
 _FLIP = np.array([-1.0, 1.0, -1.0], np.float32)
@@ -76,8 +76,8 @@ def pseudo_label_folder(
     if len(sizes) != 1:
         raise ValueError(f"The teacher's models must share one input size. Received: {sorted(sizes)}")
     size = sizes.pop()
-    faces = load_aflw_extra(folder, labels="none", limit=limit)
-    gt_yaw = dict(zip(*_names_and_gt_yaw(folder)))
+    faces = load_aflw_extra(folder, labels="aflw_yaw", limit=limit)  # AFLW's yaw, to report the gap to it
+    gt_yaw = faces.poses[:, 0]
     n = len(faces)
     partial = out.with_name(out.name + ".partial.npz")
     done, pose, mirror, spread = 0, np.zeros((n, 3), np.float32), np.zeros((n, 3), np.float32), np.zeros(n, np.float32)
@@ -105,27 +105,22 @@ def pseudo_label_folder(
         bar.close()
     write_bytes(out, _to_csv(faces.names, pose, mirror, spread, gt_yaw).encode())
     partial.unlink(missing_ok=True)
-    gap = np.array([abs(p[0] - gt_yaw[name]) for name, p in zip(faces.names, pose)])
+    gap = np.abs(pose[:, 0] - gt_yaw)
     return {
         "faces": n,
         "mirror_mean_deg": float(mirror.mean()),
         "spread_mean_deg": float(spread.mean()),
         "gt_yaw_gap_deg": float(np.nanmean(gap)),
-        "gt_yaw_r": float(np.corrcoef(pose[:, 0], [gt_yaw[k] for k in faces.names])[0, 1]),
+        "gt_yaw_r": float(np.corrcoef(pose[:, 0], gt_yaw)[0, 1]),
     }
-
-
-def _names_and_gt_yaw(folder: str | os.PathLike) -> tuple[list[str], list[float]]:
-    table = read_labels(folder)
-    return table.names, table.gt_yaw.tolist()
 
 
 def _to_csv(names, pose, mirror, spread, gt_yaw) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(PSEUDO_COLUMNS)
-    for name, p, m, s in zip(names, pose, mirror, spread):
-        writer.writerow([name, *(f"{v:.3f}" for v in (*p, *m, s)), f"{gt_yaw[name]:.3f}"])
+    for name, p, m, s, g in zip(names, pose, mirror, spread, gt_yaw):
+        writer.writerow([name, *(f"{v:.3f}" for v in (*p, *m, s, g))])
     return buffer.getvalue()
 
 
