@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from qa_headpose.bench.run import BenchmarkReport, BenchmarkResult, xnnpack_label
-from qa_headpose.core.atomic import atomic_path
+from qa_headpose.core.figures import pyplot, save_png
 
 _COLUMNS = (
     ("model", "model"),
@@ -146,13 +146,7 @@ def plot_latency(report: BenchmarkReport, path: str | os.PathLike) -> None:
     Raises:
         ImportError: if matplotlib is not installed.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("The plot needs matplotlib: `pip install matplotlib`") from None
+    plt = pyplot()
     lines: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
     for r in report.results:
         lines.setdefault(r.key(), []).append((r.threads, r.latency_p50_ms))
@@ -182,11 +176,7 @@ def plot_latency(report: BenchmarkReport, path: str | os.PathLike) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
-    finally:
-        plt.close(fig)
+    save_png(fig, path)
 
 
 def write_report_json(report: BenchmarkReport, path: str | os.PathLike) -> None:

@@ -17,8 +17,9 @@ from typing import Any, Callable
 import numpy as np
 
 from qa_headpose.core import angles
-from qa_headpose.core.atomic import atomic_path, write_json
+from qa_headpose.core.atomic import write_json
 from qa_headpose.core.errors import DataError
+from qa_headpose.core.figures import pyplot, save_png
 from qa_headpose.datasets.faceset import FaceSet, filter_protocol
 from qa_headpose.datasets.load import load_faces
 from qa_headpose.datasets.splits import split_train_val
@@ -405,13 +406,7 @@ def evaluate_model(
 
 def plot_errors(pred: np.ndarray, true: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
     """Absolute error vs ground-truth yaw (10-degree bins), one line per angle, as a PNG."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("Plots need matplotlib: `pip install matplotlib`") from None
+    plt = pyplot()
     err = np.abs(pred - true)
     edges = np.arange(-100, 101, 10)
     centers = (edges[:-1] + edges[1:]) / 2
@@ -426,11 +421,7 @@ def plot_errors(pred: np.ndarray, true: np.ndarray, path: str | os.PathLike, tit
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
-    finally:
-        plt.close(fig)
+    save_png(fig, path)
 
 
 def split_of(data_report: dict[str, Any]) -> str | None:
