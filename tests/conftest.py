@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +138,31 @@ def tiny_tflite_models(tmp_path_factory, tiny_run, synthetic_faces) -> dict[str,
 @pytest.fixture(scope="session")
 def tiny_int8_tflite(tiny_tflite_models) -> Path:
     return tiny_tflite_models["int8"]
+
+
+# ---------------------------------------------------------------- qa-headpose serve, for real
+def start_server(log_dir: Path, *args: str, timeout: float = 120.0) -> tuple[subprocess.Popen, str, Path]:
+    """Starts ``qa-headpose serve --port 0`` and returns (process, base URL, stderr log)."""
+    out, err = log_dir / "serve.out", log_dir / "serve.err"
+    cmd = [sys.executable, "-m", "qa_headpose.cli", "serve", "--port", "0", *args]
+    with open(out, "wb") as fo, open(err, "wb") as fe:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=fo, stderr=fe)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in out.read_text().splitlines():
+            if " open http://" in line:
+                return proc, line.split(" open ")[1].split()[0], err
+        if proc.poll() is not None:
+            raise RuntimeError(f"qa-headpose serve exited with {proc.returncode}: {err.read_text()[-2000:]}")
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"qa-headpose serve did not say its URL within {timeout} s: {err.read_text()[-2000:]}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

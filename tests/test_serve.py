@@ -24,6 +24,8 @@ import pytest
 pytest.importorskip("starlette", reason="qa-headpose serve needs the serve extra: pip install -e .[serve]")
 pytest.importorskip("uvicorn", reason="qa-headpose serve needs the serve extra: pip install -e .[serve]")
 
+from conftest import start_server, stop_server  # noqa: E402
+
 from qa_headpose import HeadPoseEstimator  # noqa: E402
 from qa_headpose.inference.images import decode_image  # noqa: E402
 
@@ -34,33 +36,6 @@ MAX_PIXELS = 2**22
 MAX_PENDING = 12
 BODY_TIMEOUT_S = 3
 FACE_KEYS = ("face", "box", "score", "yaw", "pitch", "roll")
-
-
-def start_server(log_dir: Path, *args: str, timeout: float = 120.0) -> tuple[subprocess.Popen, str, Path]:
-    """Starts ``qa-headpose serve --port 0`` and returns (process, base URL, stderr log)."""
-    out, err = log_dir / "serve.out", log_dir / "serve.err"
-    cmd = [sys.executable, "-m", "qa_headpose.cli", "serve", "--port", "0", *args]
-    with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=fo, stderr=fe)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in out.read_text().splitlines():
-            if " open http://" in line:
-                return proc, line.split(" open ")[1].split()[0], err
-        if proc.poll() is not None:
-            raise RuntimeError(f"qa-headpose serve exited with {proc.returncode}: {err.read_text()[-2000:]}")
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"qa-headpose serve did not say its URL within {timeout} s: {err.read_text()[-2000:]}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")

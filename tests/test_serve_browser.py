@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ pytest.importorskip("starlette", reason="qa-headpose serve needs the serve extra
 pytest.importorskip("uvicorn", reason="qa-headpose serve needs the serve extra: pip install -e .[serve]")
 pytest.importorskip("selenium", reason="the browser test needs selenium: pip install -e .[serve,test]")
 
+from conftest import start_server, stop_server  # noqa: E402
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -64,30 +63,12 @@ def write_fake_camera(path: Path) -> Path:
     return path
 
 
-def start_server(log_dir: Path, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """Starts ``qa-headpose serve --port 0`` and returns (process, base URL)."""
-    out, err = log_dir / "serve.out", log_dir / "serve.err"
-    cmd = [sys.executable, "-m", "qa_headpose.cli", "serve", "--port", "0", "--threads", "2"]
-    with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=fo, stderr=fe)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in out.read_text().splitlines():
-            if " open http://" in line:
-                return proc, line.split(" open ")[1].split()[0]
-        if proc.poll() is not None:
-            raise RuntimeError(f"qa-headpose serve exited with {proc.returncode}: {err.read_text()[-2000:]}")
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"qa-headpose serve did not say its URL within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     """(driver, url, screenshot folder) with the page open on the fake camera."""
     tmp = tmp_path_factory.mktemp("browser")
     video = write_fake_camera(tmp / "face.y4m")
-    proc, url = start_server(tmp)
+    proc, url, _ = start_server(tmp, "--threads", "2")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -111,11 +92,7 @@ def page(tmp_path_factory):
         yield driver, url, tmp
     finally:
         driver.quit()
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
 
 
 def state(driver) -> dict:
