@@ -198,3 +198,14 @@ def test_both_label_sources_give_each_face_twice(aflw_small, mini_extra, teacher
     np.testing.assert_allclose(extra_part.poses[:12], [teacher[n] for n in extra_part.names[:12]], atol=1e-3)
     aflw = dict(zip(aflw_extra.read_labels(mini_extra).names, aflw_extra.read_labels(mini_extra).aflw_pose))
     np.testing.assert_allclose(extra_part.poses[12:], [aflw[n] for n in extra_part.names[12:]])
+
+
+def test_pseudo_label_command_shows_progress_only_when_asked(mini_extra, tmp_path):
+    base = [sys.executable, "-m", "qa_headpose.cli", "data", "pseudo-label", str(mini_extra), "--limit", "8"]
+    shown = subprocess.run(base + ["--out", str(tmp_path / "a.csv"), "--progress"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert f"pseudo-label {mini_extra.name}" in shown.stderr and "8/8" in shown.stderr
+    assert "wrote" in shown.stdout and len((tmp_path / "a.csv").read_text().splitlines()) == 9
+    quiet = subprocess.run(base + ["--out", str(tmp_path / "b.csv"), "--quiet"], capture_output=True, text=True)
+    assert quiet.returncode == 0 and "pseudo-label" not in quiet.stderr
+    assert (tmp_path / "b.csv").read_text() == (tmp_path / "a.csv").read_text()

@@ -15,7 +15,6 @@ from qa_headpose.cli.common import (
     add_progress,
     check_output,
     positive_int,
-    show_progress,
 )
 
 HELP = "dataset tools: crop cache, pseudo-labels, FSA-Net download"
@@ -37,8 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--teacher", nargs="+", help=".tflite model(s) of one input size (default: weights/teacher_v1)")
     q.add_argument("--threads", type=positive_int, default=2)
     q.add_argument("--limit", type=positive_int, help="label only the first N faces")
-    q.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
-    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress(q)
     q.add_argument("--force", action="store_true")
     d = sub.add_parser("download", help="fetch FSA-Net's preprocessed data.zip (Google Drive) and unpack it")
     d.add_argument("--out", type=Path, required=True, help="folder to create: type1/*.npz, BIWI_*.npz")
@@ -75,8 +73,8 @@ def _pseudo_label(args: argparse.Namespace) -> int:
     from qa_headpose.training.presets import TEACHER_MODELS
 
     teachers = args.teacher or list(TEACHER_MODELS)
-    progress = show_progress(args)
-    summary = pseudo_label_folder(args.src, teachers, args.out, args.threads, progress=progress, limit=args.limit)
+    with Progress(args) as progress:
+        summary = pseudo_label_folder(args.src, teachers, args.out, args.threads, progress=progress, limit=args.limit)
     print(
         f"wrote {args.out}: {summary['faces']} faces; teacher mirror disagreement {summary['mirror_mean_deg']:.2f}, "
         f"ensemble spread {summary['spread_mean_deg']:.2f}, |yaw - AFLW gt_yaw| {summary['gt_yaw_gap_deg']:.2f} deg"

@@ -53,7 +53,7 @@ def pseudo_label_folder(
     out: str | os.PathLike,
     num_threads: int = 2,
     chunk: int = 512,
-    progress: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
     limit: int | None = None,
 ) -> dict[str, float]:
     """Writes the teacher's labels for every face of an AFLW_extra folder to ``out`` (CSV).
@@ -61,7 +61,7 @@ def pseudo_label_folder(
     Args:
         teachers: .tflite models of one input size (e.g. a float32 and an int8 export).
         chunk: faces per saved step of ``<out>.partial.npz``.
-        progress: show a progress bar on stderr.
+        progress: called with ``(stage, faces done, faces)`` at the start and after each chunk.
         limit: label only the first ``limit`` faces.
 
     Returns:
@@ -90,7 +90,9 @@ def pseudo_label_folder(
                     saved["mirror"][:done],
                     saved["spread"][:done],
                 )
-    bar = _progress(n, done, progress, f"pseudo-label {Path(folder).name}")
+    stage = f"pseudo-label {Path(folder).name}"
+    progress = progress or (lambda stage, done, total: None)
+    progress(stage, done, n)
     for start in range(done, n, chunk):
         stop = min(n, start + chunk)
         x = np.stack([crop_face(faces.images[i], faces.boxes[i], size) for i in range(start, stop)]).astype(np.float32)
@@ -99,10 +101,7 @@ def pseudo_label_folder(
         buffer = io.BytesIO()
         np.savez(buffer, names=np.array(faces.names), done=stop, pose=pose, mirror=mirror, spread=spread)
         write_bytes(partial, buffer.getvalue())
-        if bar is not None:
-            bar.update(stop - start)
-    if bar is not None:
-        bar.close()
+        progress(stage, stop, n)
     write_bytes(out, _to_csv(faces.names, pose, mirror, spread, gt_yaw).encode())
     partial.unlink(missing_ok=True)
     gap = np.abs(pose[:, 0] - gt_yaw)
@@ -122,11 +121,3 @@ def _to_csv(names, pose, mirror, spread, gt_yaw) -> str:
     for name, p, m, s, g in zip(names, pose, mirror, spread, gt_yaw):
         writer.writerow([name, *(f"{v:.3f}" for v in (*p, *m, s, g))])
     return buffer.getvalue()
-
-
-def _progress(total: int, initial: int, enabled: bool, desc: str):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="face")
