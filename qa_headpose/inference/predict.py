@@ -438,15 +438,18 @@ def _work(src: Source, out: Path | None) -> tuple[list[dict[str, Any]], SourceRe
 
 def _stop_workers(executor: ProcessPoolExecutor) -> None:
     """Ends a pool now (after Ctrl-C or an error in this process), not after the inputs in flight."""
-    processes = list((getattr(executor, "_processes", None) or {}).values())
+    # Workers start on demand, so one may appear while the pool shuts down: look before and after.
+    processes = dict(getattr(executor, "_processes", None) or {})
     executor.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
+    processes.update(getattr(executor, "_processes", None) or {})
+    for process in processes.values():
         if process.is_alive():
             process.terminate()
-    for process in processes:
+    for process in processes.values():
         process.join(timeout=10)
         if process.is_alive():
             process.kill()
+            process.join()  # reaped: gone from multiprocessing.active_children()
 
 
 def _ready() -> bool:
