@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import subprocess
 import sys
 
@@ -119,10 +121,36 @@ def test_teacher_averages_crop_and_mirror_symmetrically(mini_extra, teacher_mode
     assert np.abs(direct["pose"]).max() < 100
 
 
+def test_teacher_of_several_input_sizes_averages_each_on_its_own_crop(mini_extra, teacher_models, tmp_path):
+    from qa_headpose.inference.runtime import TFLiteRunner
+
+    fast = REPO / "qa_headpose" / "models" / "headpose_fast_int8.tflite"  # 64x64, beside the 128x128 teacher
+    big, small = TFLiteRunner(teacher_models[1]), TFLiteRunner(fast)
+    assert (big.input_size, small.input_size) == (128, 64)
+    faces = aflw_extra.load_aflw_extra(mini_extra, labels="none")
+    x = {
+        s: np.stack([crop_face(im, b, s) for im, b in zip(faces.images, faces.boxes)]).astype(np.float32)
+        for s in (128, 64)
+    }
+    both = teacher_predict([big, small], x)
+    alone = [teacher_predict([big], x[128]), teacher_predict([small], x[64])]
+    np.testing.assert_allclose(both["pose"], (alone[0]["pose"] + alone[1]["pose"]) / 2, atol=1e-4)
+    np.testing.assert_allclose(both["spread"], np.abs(alone[0]["pose"] - alone[1]["pose"]).mean(1) / 2, atol=1e-4)
+    # The command takes such a teacher too, and writes the same labels.
+    out = tmp_path / "mixed.csv"
+    pseudo_label_folder(mini_extra, [teacher_models[1], fast], out)
+    labels = aflw_extra.read_pseudo_labels(out)
+    np.testing.assert_allclose([labels[n] for n in faces.names], both["pose"], atol=2e-3)
+
+
 def test_pseudo_labels_are_written_and_a_killed_run_restarts(mini_extra, teacher_models, tmp_path):
     out = tmp_path / "pseudo.csv"
     summary = pseudo_label_folder(mini_extra, teacher_models, out, chunk=4)
     assert summary["faces"] == 12 and not out.with_name("pseudo.csv.partial.npz").exists()
+    provenance = json.loads(out.with_suffix(".json").read_text())
+    assert [t["path"] for t in provenance["teacher"]] == [str(p) for p in teacher_models]
+    assert provenance["teacher"][0]["sha256"] == hashlib.sha256(teacher_models[0].read_bytes()).hexdigest()
+    assert provenance["faces"] == 12
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [r["name"] for r in rows] == aflw_extra.read_labels(mini_extra).names
     labels = aflw_extra.read_pseudo_labels(out)

@@ -36,6 +36,11 @@ def describe_data(run_cfg: dict) -> str:
             f"with {extra['labels']} labels ({extra['config']}); the labelled faces repeated "
             f"{extra['labelled_repeat']}x per epoch. "
         )
+        provenance = Path(extra["config"].get("pseudo_labels") or "none").with_suffix(".json")
+        if provenance.is_file():
+            teacher = json.loads(provenance.read_text())["teacher"]
+            text += "Pseudo-label teacher (each model on the crop and its mirror, averaged): "
+            text += ", ".join(f"{t['path']} (sha256 {t['sha256'][:12]})" for t in teacher) + ". "
     return text + (
         "Non-commercial research terms apply to that data, and so to this model's provenance. No 300W-LP "
         "training set was available. The val split was the only data used for model choice."

@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q = sub.add_parser("pseudo-label", help="a teacher's (yaw, pitch, roll) for every face of an AFLW_extra folder")
     q.add_argument("src", type=Path, help="an AFLW_extra folder (labels.csv + crops/)")
     q.add_argument("--out", type=Path, required=True, help="the CSV to write (restarts from <out>.partial.npz)")
-    q.add_argument("--teacher", nargs="+", help=".tflite model(s) of one input size (default: weights/teacher_v1)")
+    q.add_argument("--teacher", nargs="+", help=".tflite model(s), any input sizes (default: the presets' teacher)")
     q.add_argument("--threads", type=positive_int, default=2)
     q.add_argument("--limit", type=positive_int, help="label only the first N faces")
     add_progress(q)

@@ -1,5 +1,8 @@
 """A teacher labels unlabelled faces: an ensemble of .tflite models, each on a crop and its mirror. No TF.
 
+The models may differ in input size (a 128x128 and a 64x64 student, say): each sees the
+face's crop at its own size.
+
 The teacher's pose is the mean over its models and over (crop, mirror), the mirror's
 output flipped back ((yaw, pitch, roll) -> (-yaw, pitch, -roll)). Its confidence is
 written beside it: ``mirror_*`` = |crop - flipped mirror| per angle, ``spread`` = mean
@@ -15,31 +18,35 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from qa_headpose.core.atomic import write_bytes
+from qa_headpose.core.atomic import sha256_bytes, write_bytes, write_json
 from qa_headpose.datasets.aflw_extra import PSEUDO_COLUMNS, load_aflw_extra
 from qa_headpose.inference.preprocess import crop_face
 
 _FLIP = np.array([-1.0, 1.0, -1.0], np.float32)
 
 
-def teacher_predict(runners: Sequence[Callable[[np.ndarray], np.ndarray]], x: np.ndarray) -> dict[str, np.ndarray]:
+def teacher_predict(
+    runners: Sequence[Callable[[np.ndarray], np.ndarray]], x: np.ndarray | Mapping[int, np.ndarray]
+) -> dict[str, np.ndarray]:
     """The ensemble's pose and confidence for a batch of model inputs.
 
     Args:
         runners: callables (n, S, S, 3) float32 pixels -> (n, 3) degrees (`TFLiteRunner`s).
-        x: float32 (n, S, S, 3) BGR pixels.
+        x: float32 (n, S, S, 3) BGR pixels, or such inputs by side S for models of several
+            input sizes (then each runner needs an ``input_size``).
 
     Returns:
         dict with ``pose`` (n, 3), ``mirror`` (n, 3) and ``spread`` (n,), degrees.
     """
-    mirrored = np.ascontiguousarray(x[:, :, ::-1])
+    by_size = x if isinstance(x, Mapping) else None
     per_model, mirror = [], []
     for run in runners:
-        direct, flipped = run(x), run(mirrored) * _FLIP
+        inputs = by_size[run.input_size] if by_size is not None else x
+        direct, flipped = run(inputs), run(np.ascontiguousarray(inputs[:, :, ::-1])) * _FLIP
         per_model.append((direct + flipped) / 2)
         mirror.append(np.abs(direct - flipped))
     stack = np.stack(per_model)
@@ -59,10 +66,12 @@ def pseudo_label_folder(
     """Writes the teacher's labels for every face of an AFLW_extra folder to ``out`` (CSV).
 
     Args:
-        teachers: .tflite models of one input size (e.g. a float32 and an int8 export).
+        teachers: .tflite models (e.g. a float32 and an int8 export, or several students).
         chunk: faces per saved step of ``<out>.partial.npz``.
         progress: called with ``(stage, faces done, faces)`` at the start and after each chunk.
         limit: label only the first ``limit`` faces.
+
+    Also writes ``out`` with the suffix ``.json``: the teacher's files (path, sha256) and the summary.
 
     Returns:
         Summary: faces labelled, mean mirror disagreement, mean ensemble spread and the
@@ -72,10 +81,7 @@ def pseudo_label_folder(
 
     out = Path(out)
     runners = [TFLiteRunner(t, num_threads=num_threads) for t in teachers]
-    sizes = {r.input_size for r in runners}
-    if len(sizes) != 1:
-        raise ValueError(f"The teacher's models must share one input size. Received: {sorted(sizes)}")
-    size = sizes.pop()
+    sizes = sorted({r.input_size for r in runners})
     faces = load_aflw_extra(folder, labels="aflw_yaw", limit=limit)  # AFLW's yaw, to report the gap to it
     gt_yaw = faces.poses[:, 0]
     n = len(faces)
@@ -95,23 +101,32 @@ def pseudo_label_folder(
     progress(stage, done, n)
     for start in range(done, n, chunk):
         stop = min(n, start + chunk)
-        x = np.stack([crop_face(faces.images[i], faces.boxes[i], size) for i in range(start, stop)]).astype(np.float32)
+        x = {
+            size: np.stack([crop_face(faces.images[i], faces.boxes[i], size) for i in range(start, stop)]).astype(
+                np.float32
+            )
+            for size in sizes
+        }
         got = teacher_predict(runners, x)
         pose[start:stop], mirror[start:stop], spread[start:stop] = got["pose"], got["mirror"], got["spread"]
         buffer = io.BytesIO()
         np.savez(buffer, names=np.array(faces.names), done=stop, pose=pose, mirror=mirror, spread=spread)
         write_bytes(partial, buffer.getvalue())
         progress(stage, stop, n)
-    write_bytes(out, _to_csv(faces.names, pose, mirror, spread, gt_yaw).encode())
-    partial.unlink(missing_ok=True)
     gap = np.abs(pose[:, 0] - gt_yaw)
-    return {
+    summary = {
         "faces": n,
         "mirror_mean_deg": float(mirror.mean()),
         "spread_mean_deg": float(spread.mean()),
         "gt_yaw_gap_deg": float(np.nanmean(gap)),
         "gt_yaw_r": float(np.corrcoef(pose[:, 0], gt_yaw)[0, 1]),
     }
+    # Which teacher made the labels, beside them (the CSV first: a JSON never describes a missing CSV).
+    teacher = [{"path": str(t), "sha256": sha256_bytes(Path(t).read_bytes())} for t in teachers]
+    write_bytes(out, _to_csv(faces.names, pose, mirror, spread, gt_yaw).encode())
+    write_json(out.with_suffix(".json"), {"teacher": teacher, "source": str(folder), **summary})
+    partial.unlink(missing_ok=True)
+    return summary
 
 
 def _to_csv(names, pose, mirror, spread, gt_yaw) -> str:
