@@ -26,14 +26,19 @@
 # degrees → `HeadPose(yaw, pitch, roll)`.
 #
 # * **Full mode** (`FAST = False`, the default) runs the recipe of
-#   `qa-headpose train --preset default` and `qa-headpose export`, the one that made the shipped
-#   `qa_headpose/models/headpose_int8.tflite` (about 20+ minutes on 2 CPU cores).
+#   `qa-headpose train --preset default` and `qa-headpose export`: the ImageNet-initialised
+#   128x128 model trained on the 1,154 labelled AFLW2000-3D train faces, the one in
+#   `weights/teacher_v1/` that both shipped models start from and learn from (about 30 minutes on
+#   2 CPU cores). The shipped `accurate` and `fast` models add the AFLW_extra faces on top
+#   (`qa-headpose train --preset accurate|fast`, see `docs/extra_faces.md`).
 # * **Fast mode** (`FAST = True`) is a smoke run on tiny settings (the `tiny` preset, 60 faces,
 #   one float and one QAT epoch, the int8 export only); `tests/test_notebook.py` runs it headless.
 #
 # Set the parameters in the next cell. The data, AFLW2000-3D, is for research only: keep it, and
-# any output or figure that shows its faces, out of the repository (this notebook is committed
-# without outputs; `RUN_DIR` and `OUT_DIR` default to the git-ignored `runs/`).
+# any output or figure that shows its faces, out of the repository. This notebook is committed
+# with the outputs of a full-mode run (`python tools/run_notebook.py`; its date and machine are
+# printed below), except those of the cells tagged `dataset-faces`, which show AFLW2000 faces:
+# the tool strips them. `RUN_DIR` and `OUT_DIR` default to the git-ignored `runs/`.
 #
 # The source of this notebook is `notebooks/train_pose_predictor.py`, a jupytext percent script paired
 # with the .ipynb: edit the script, then `jupytext --sync notebooks/train_pose_predictor.py`.
@@ -53,10 +58,12 @@ MAX_FACES = None  # train on at most this many faces (None: all; FAST: 60)
 RESUME = False  # continue the run in RUN_DIR from its last checkpoint
 
 # %%
+import datetime
 import importlib
 import importlib.util
 import json
 import os
+import platform
 import shlex
 import sys
 from collections import Counter
@@ -121,6 +128,20 @@ overrides = {name: value for name, value in overrides.items() if value is not No
 model_cfg, train_cfg, qat_cfg, data_paths, _extra = presets.train_configs(PRESET, data=[str(data_dir)], **overrides)
 argv = ["train", "--preset", PRESET, "--data", str(data_dir), "--out", str(run_dir)]
 argv += [arg for name, value in overrides.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what `platform` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+print(
+    f"run {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} on {cpu_name()} ({os.cpu_count()} cores, "
+    f"{platform.system()} {platform.machine()}), Python {platform.python_version()}, {'fast' if FAST else 'full'} mode"
+)
 print(f"qa_headpose {qa_headpose.__version__} from {Path(qa_headpose.__file__).parent}")
 print("the same recipe on the command line: qa-headpose", shlex.join(argv))
 print(model_cfg, train_cfg, qat_cfg, sep="\n")
@@ -147,7 +168,7 @@ if MAX_FACES:  # fast mode: spread the subset over the whole (name-sorted) set
     prepared = workflow.PreparedData(train, val, report)
 print(json.dumps(prepared.report, indent=1))
 
-# %%
+# %% tags=["dataset-faces"]
 DISPLAY = 128  # pixels per face in the figures (the model sees model_cfg.input_size)
 grid = prepared.train.subset(np.linspace(0, len(prepared.train) - 1, min(16, len(prepared.train))).astype(int))
 fig = Figure(figsize=(14, 4.2), layout="constrained")
@@ -314,7 +335,7 @@ display(Image(filename=str(errors_png)))
 # The 12 validation faces with the largest mean error of the int8 model: labelled axes on the
 # left, predicted axes on the right.
 
-# %%
+# %% tags=["dataset-faces"]
 err = np.abs(preds["int8"] - val.poses).mean(axis=1)
 worst = np.argsort(-err)[:12]
 fig = Figure(figsize=(14, 6.6), layout="constrained")
@@ -353,7 +374,7 @@ else:
         runs=20 if FAST else 200,
         throughput_seconds=0.1 if FAST else 0.5,
         runtimes=("litert",),
-        xnnpack=(True,) if FAST else (True, False),
+        xnnpack=(True,),  # XNNPACK off: qa-headpose benchmark --xnnpack both
     )
     bench_report = bench.run_benchmark([bench.model_spec(p) for p in models.values()], bench_cfg)
     print(bench.format_table(bench_report))
@@ -403,5 +424,7 @@ else:
 # qa-headpose predict --model runs/default/export/headpose_int8.tflite --output runs/default/pred  # section 7
 # ```
 #
-# The shipped model is `headpose_int8.tflite` and its `.json` from the full-mode export, copied
-# into `qa_headpose/models/`.
+# The full mode's model is `weights/teacher_v1/` (its int8 and float32 exports and float weights). The
+# shipped models are its students: `qa-headpose train --preset accurate|fast`, then
+# `python tools/ship_model.py RUN EXPORT_DIR --name accurate|fast --command "..."` copies an export into
+# `qa_headpose/models/` with its model card.
