@@ -237,3 +237,16 @@ def test_pseudo_label_command_shows_progress_only_when_asked(mini_extra, tmp_pat
     quiet = subprocess.run(base + ["--out", str(tmp_path / "b.csv"), "--quiet"], capture_output=True, text=True)
     assert quiet.returncode == 0 and "pseudo-label" not in quiet.stderr
     assert (tmp_path / "b.csv").read_text() == (tmp_path / "a.csv").read_text()
+
+
+@pytest.mark.parametrize("preset", ["accurate", "fast"])
+def test_each_preset_names_the_command_and_the_committed_teacher_of_its_labels(preset):
+    from qa_headpose.training import presets
+
+    extra = presets.train_configs(preset)[4]
+    command = presets.pseudo_label_command(extra).split()
+    assert command[:3] == ["qa-headpose", "data", "pseudo-label"]
+    assert command[command.index("--out") + 1] == extra.pseudo_labels
+    teacher = command[command.index("--teacher") + 1 :]
+    assert teacher == list(presets.TEACHER_OF_LABELS[extra.pseudo_labels])
+    assert all((REPO / t).is_file() and (REPO / t).with_suffix(".json").is_file() for t in teacher), teacher

@@ -88,10 +88,9 @@ def run(args: argparse.Namespace) -> int:
 
     split = None if args.split == "hash" else args.split
     if extra is not None and extra.labels in ("pseudo", "both") and not Path(extra.pseudo_labels).is_file():
-        raise UsageError(
-            f"No pseudo-labels at {extra.pseudo_labels}; make them first: qa-headpose data pseudo-label "
-            f"{extra.path} --out {extra.pseudo_labels}"
-        )
+        from qa_headpose.training.presets import pseudo_label_command
+
+        raise UsageError(f"No pseudo-labels at {extra.pseudo_labels}; make them first: {pseudo_label_command(extra)}")
     prepared = workflow.prepare_data(data, args.val_data, split, None if args.no_filter else 99.0, extra)
     report = prepared.report
     print(

@@ -1,10 +1,13 @@
 """Named training recipes: ``accurate`` and ``fast`` reproduce the shipped models.
 
-Both students start from the teacher's float weights (``weights/teacher_v1``, the
-128x128 model trained on the 1,154 labelled AFLW2000 train faces) and learn from
-those faces (repeated 4x per epoch) plus the 18,606 AFLW_extra faces labelled by the
-teacher (`qa-headpose data pseudo-label`), then QAT, then full-int8 export.
-Paths are relative to the repository root (where the commands are run).
+Round 1: starting from the teacher's float weights (``weights/teacher_v1``, the 128x128 model
+trained on the 1,154 labelled AFLW2000 train faces), a 128x128 and a 64x64 student learned from
+those faces (repeated 4x per epoch) plus the 18,606 AFLW_extra faces labelled by the teacher
+(`qa-headpose data pseudo-label`); then QAT, then full-int8 export. The shipped ``accurate`` is
+that 128x128 student. Round 2: the teacher and both round-1 students (int8 exports in
+``weights/round1``, each on the crop and its mirror) label the faces again, and a student
+continues from its round-1 float weights on those labels: the shipped ``fast`` (the 128x128
+round-2 student was no better on val, docs/extra_faces.md). Paths are relative to the repository root.
 """
 
 from __future__ import annotations
@@ -15,18 +18,41 @@ DEFAULT_DATA = "../shared/data/AFLW2000"
 EXTRA_DATA = "../shared/data/AFLW_extra"
 TEACHER_DIR = "weights/teacher_v1"
 TEACHER_FLOAT_WEIGHTS = f"{TEACHER_DIR}/headpose_float.weights.h5"
-TEACHER_MODELS = (f"{TEACHER_DIR}/headpose_float32.tflite", f"{TEACHER_DIR}/headpose_int8.tflite")
-PSEUDO_LABELS = "runs/pseudo/aflw_extra_teacher_v1.csv"
-
-# The teacher's labels of AFLW_extra, with its least sure faces left out.
-_PSEUDO = ExtraDataConfig(
-    path=EXTRA_DATA,
-    labels="pseudo",
-    pseudo_labels=PSEUDO_LABELS,
-    labelled_repeat=4,
-    max_mirror_deg=8.0,
-    max_gt_yaw_gap_deg=25.0,
+ROUND1_DIR = "weights/round1"
+# The first teacher: teacher_v1's float32 and int8 exports (val 3.68 with their mirrors).
+TEACHER_V1_MODELS = (f"{TEACHER_DIR}/headpose_float32.tflite", f"{TEACHER_DIR}/headpose_int8.tflite")
+PSEUDO_LABELS_V1 = "runs/pseudo/aflw_extra_teacher_v1.csv"
+# The second-round teacher (the default of `qa-headpose data pseudo-label`): teacher_v1's int8 export
+# and both round-1 students (val 3.62 together, with their mirrors).
+TEACHER_MODELS = (
+    f"{TEACHER_DIR}/headpose_int8.tflite",
+    f"{ROUND1_DIR}/headpose_accurate_int8.tflite",
+    f"{ROUND1_DIR}/headpose_fast_int8.tflite",
 )
+PSEUDO_LABELS = "runs/pseudo/aflw_extra_teacher_v2.csv"
+
+# Which teacher makes each preset's labels.
+TEACHER_OF_LABELS = {PSEUDO_LABELS_V1: TEACHER_V1_MODELS, PSEUDO_LABELS: TEACHER_MODELS}
+
+
+def pseudo_label_command(extra: ExtraDataConfig) -> str:
+    """The command that makes ``extra``'s pseudo-label CSV (with its teacher, for a preset's CSV)."""
+    command = f"qa-headpose data pseudo-label {extra.path} --out {extra.pseudo_labels}"
+    teacher = TEACHER_OF_LABELS.get(extra.pseudo_labels)
+    return command + (" --teacher " + " ".join(teacher) if teacher else "")
+
+
+def _pseudo(labels_csv: str) -> ExtraDataConfig:
+    """A teacher's labels of AFLW_extra, with its least sure faces left out."""
+    return ExtraDataConfig(
+        path=EXTRA_DATA,
+        labels="pseudo",
+        pseudo_labels=labels_csv,
+        labelled_repeat=4,
+        max_mirror_deg=8.0,
+        max_gt_yaw_gap_deg=25.0,
+    )
+
 
 PRESETS: dict[str, dict] = {
     # The shipped accurate model: 128x128, the teacher fine-tuned on its own labels of 18,606 more faces.
@@ -35,15 +61,17 @@ PRESETS: dict[str, dict] = {
         "train": TrainConfig(epochs=3, batch_size=64, learning_rate=3e-4, init_weights=TEACHER_FLOAT_WEIGHTS),
         "qat": QATConfig(epochs=1, batch_size=64, learning_rate=3e-5),
         "data": DEFAULT_DATA,
-        "extra": _PSEUDO,
+        "extra": _pseudo(PSEUDO_LABELS_V1),
     },
-    # The shipped fast model: 64x64 (4x fewer MACs), distilled from the 128x128 teacher.
+    # The shipped fast model: 64x64 (4x fewer MACs), the round-1 64x64 student fine-tuned on the round-2 labels.
     "fast": {
         "model": ModelConfig(input_size=64, alpha=1.0, dropout=0.2, backbone_weights=None),
-        "train": TrainConfig(epochs=8, batch_size=64, learning_rate=5e-4, init_weights=TEACHER_FLOAT_WEIGHTS),
+        "train": TrainConfig(
+            epochs=5, batch_size=64, learning_rate=2e-4, init_weights=f"{ROUND1_DIR}/fast_float.weights.h5"
+        ),
         "qat": QATConfig(epochs=2, batch_size=64, learning_rate=3e-5),
         "data": DEFAULT_DATA,
-        "extra": _PSEUDO,
+        "extra": _pseudo(PSEUDO_LABELS),
     },
     # The first shipped model (teacher_v1): ImageNet-initialised, the 1,154 labelled faces only.
     "default": {
