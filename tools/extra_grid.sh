@@ -1,17 +1,35 @@
 #!/usr/bin/env bash
-# The extra-faces comparison of docs/extra_faces.md: 64x64 students of the teacher (weights/teacher_v1)
-# with no extra faces, AFLW's own labels, the teacher's pseudo-labels, or both; about the same number
-# of float steps (~1,360) and QAT steps (~340-470) each, so only the data differs. Val split only.
+# The extra-faces comparison of docs/extra_faces.md: first-round students of the teacher (weights/teacher_v1)
+# with no extra faces, AFLW's own labels, the teacher's pseudo-labels, or both; about the same number of float
+# and QAT steps each, so only the data differs. Val split only.
+#   bash tools/extra_grid.sh runs/grid_extra 64     # 64x64: ~1,360 float + ~340-470 QAT steps (the fast recipe)
+#   bash tools/extra_grid.sh runs/grid_extra128 128 # 128x128: ~1,040 float + ~340-470 QAT steps (the accurate recipe)
 # Run from the repository root after: qa-headpose data pseudo-label ../shared/data/AFLW_extra \
-#   --out runs/pseudo/aflw_extra_teacher_v1.csv
+#   --out runs/pseudo/aflw_extra_teacher_v1.csv --teacher weights/teacher_v1/headpose_float32.tflite \
+#   weights/teacher_v1/headpose_int8.tflite
+# ONLY="none both" runs only those rows.
 set -euo pipefail
 out=${1:-runs/grid_extra}
-common=(--preset fast --quiet)
-qa-headpose train "${common[@]}" --out "$out/none" --no-extra --epochs 76 --qat-epochs 19
-qa-headpose train "${common[@]}" --out "$out/aflw" --extra-labels aflw --epochs 7 --qat-epochs 2
-qa-headpose train "${common[@]}" --out "$out/pseudo" --epochs 4 --qat-epochs 1
-qa-headpose train "${common[@]}" --out "$out/both" --extra-labels both --epochs 3 --qat-epochs 1
-for run in none aflw pseudo both; do
+size=${2:-64}
+round1=(--init-weights weights/teacher_v1/headpose_float.weights.h5)
+v1=runs/pseudo/aflw_extra_teacher_v1.csv
+if [ "$size" = 64 ]; then
+  common=(--preset fast --learning-rate 5e-4 --qat-learning-rate 3e-5 "${round1[@]}" --quiet)
+  epochs=(none 76 19 aflw 7 2 pseudo 4 1 both 3 1)
+elif [ "$size" = 128 ]; then
+  common=(--preset accurate --learning-rate 3e-4 --qat-learning-rate 3e-5 "${round1[@]}" --quiet)
+  epochs=(none 58 19 aflw 5 2 pseudo 3 1 both 2 1)
+else
+  echo "error: the size must be 64 or 128, got $size" >&2
+  exit 2
+fi
+declare -A extra=([none]="--no-extra" [aflw]="--extra-labels aflw" [pseudo]="--pseudo-labels $v1" [both]="--extra-labels both --pseudo-labels $v1")
+for ((i = 0; i < ${#epochs[@]}; i += 3)); do
+  run=${epochs[i]}
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $run "* ]]; then continue; fi
+  # shellcheck disable=SC2086
+  qa-headpose train "${common[@]}" --out "$out/$run" ${extra[$run]} --epochs "${epochs[i + 1]}" \
+    --qat-epochs "${epochs[i + 2]}"
   qa-headpose export "$out/$run" --out "$out/$run/models" --variants int8 --force
   qa-headpose evaluate "$out/$run/models/headpose_int8.tflite" --data ../shared/data/AFLW2000 --subset val \
     --json "$out/$run/val_int8.json" --force
