@@ -357,15 +357,20 @@ def run_predict(
             for i, src in enumerate(sources)
         )
         jobs = 1
-    for new, report in done:
-        if jobs > 1:  # in-process runs call on_row as each face is found
-            new = [{key: row[key] for key in COLUMNS} for row in new]  # one copy of each key, not one per row
-            for row in new:
-                on_row(row)
-        rows += new
-        reports.append(report)
-        on_source(report)
-        progress("inputs", len(reports), total)
+    try:
+        for new, report in done:
+            if jobs > 1:  # in-process runs call on_row as each face is found
+                new = [{key: row[key] for key in COLUMNS} for row in new]  # one copy of each key, not one per row
+                for row in new:
+                    on_row(row)
+            rows += new
+            reports.append(report)
+            on_source(report)
+            progress("inputs", len(reports), total)
+    finally:
+        # Now, not whenever the garbage collector finalizes it: when on_row or a callback raises (Ctrl-C),
+        # closing the generator stops the worker processes before this function returns.
+        done.close()
     return PredictSummary(rows, reports)
 
 
@@ -437,19 +442,28 @@ def _work(src: Source, out: Path | None) -> tuple[list[dict[str, Any]], SourceRe
 
 
 def _stop_workers(executor: ProcessPoolExecutor) -> None:
-    """Ends a pool now (after Ctrl-C or an error in this process), not after the inputs in flight."""
-    # Workers start on demand, so one may appear while the pool shuts down: look before and after.
-    processes = dict(getattr(executor, "_processes", None) or {})
+    """Ends a pool now (after Ctrl-C or an error in this process), not after the inputs in flight.
+
+    Returns once every worker has exited and been reaped. The pool's manager thread reaps them (it
+    joins its workers when the pool shuts down or breaks), so this waits for that thread rather than
+    joining the workers itself: two threads waiting on one child race, and the loser can see a dead
+    worker as alive. The pool's own dict of workers is used, not a copy, so a worker started while
+    the pool shuts down (they start on demand) is ended too.
+    """
+    workers = getattr(executor, "_processes", None) or {}
+    manager = getattr(executor, "_executor_manager_thread", None)
     executor.shutdown(wait=False, cancel_futures=True)
-    processes.update(getattr(executor, "_processes", None) or {})
-    for process in processes.values():
+    for process in list(workers.values()):
         if process.is_alive():
             process.terminate()
-    for process in processes.values():
-        process.join(timeout=10)
-        if process.is_alive():
+    if manager is not None:
+        manager.join(timeout=10)
+    for process in list(workers.values()):
+        if process.exitcode is None:  # still running after 10 s (stuck in native code): no more waiting
             process.kill()
-            process.join()  # reaped: gone from multiprocessing.active_children()
+            process.join()
+    if manager is not None:
+        manager.join()
 
 
 def _ready() -> bool:
