@@ -147,7 +147,7 @@ def test_pseudo_labels_are_written_and_a_killed_run_restarts(mini_extra, teacher
     out = tmp_path / "pseudo.csv"
     summary = pseudo_label_folder(mini_extra, teacher_models, out, chunk=4)
     assert summary["faces"] == 12 and not out.with_name("pseudo.csv.partial.npz").exists()
-    provenance = json.loads(out.with_suffix(".json").read_text())
+    provenance = json.loads((tmp_path / "pseudo.csv.teacher.json").read_text())
     assert [t["path"] for t in provenance["teacher"]] == [str(p) for p in teacher_models]
     assert provenance["teacher"][0]["sha256"] == hashlib.sha256(teacher_models[0].read_bytes()).hexdigest()
     assert provenance["faces"] == 12

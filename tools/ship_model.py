@@ -17,6 +17,7 @@ import os
 import platform
 from pathlib import Path
 
+from qa_headpose.datasets.pseudo_label import teacher_record
 from qa_headpose.datasets.splits import split_train_val
 from qa_headpose.training import modelcard, workflow
 
@@ -36,7 +37,7 @@ def describe_data(run_cfg: dict) -> str:
             f"with {extra['labels']} labels ({extra['config']}); the labelled faces repeated "
             f"{extra['labelled_repeat']}x per epoch. "
         )
-        provenance = Path(extra["config"].get("pseudo_labels") or "none").with_suffix(".json")
+        provenance = teacher_record(extra["config"].get("pseudo_labels") or "none")
         if provenance.is_file():
             teacher = json.loads(provenance.read_text())["teacher"]
             text += "Pseudo-label teacher (each model on the crop and its mirror, averaged): "

@@ -54,6 +54,12 @@ def teacher_predict(
     return {"pose": pose, "mirror": np.mean(mirror, 0), "spread": np.abs(stack - pose).mean((0, 2))}
 
 
+def teacher_record(labels_csv: str | os.PathLike) -> Path:
+    """Where `pseudo_label_folder` records which teacher made a label CSV: ``<csv>.teacher.json``."""
+    path = Path(labels_csv)
+    return path.with_name(path.name + ".teacher.json")
+
+
 def pseudo_label_folder(
     folder: str | os.PathLike,
     teachers: Sequence[str | os.PathLike],
@@ -71,7 +77,7 @@ def pseudo_label_folder(
         progress: called with ``(stage, faces done, faces)`` at the start and after each chunk.
         limit: label only the first ``limit`` faces.
 
-    Also writes ``out`` with the suffix ``.json``: the teacher's files (path, sha256) and the summary.
+    Also writes `teacher_record` (``<out>.teacher.json``): the teacher's files (path, sha256) and the summary.
 
     Returns:
         Summary: faces labelled, mean mirror disagreement, mean ensemble spread and the
@@ -124,7 +130,7 @@ def pseudo_label_folder(
     # Which teacher made the labels, beside them (the CSV first: a JSON never describes a missing CSV).
     teacher = [{"path": str(t), "sha256": sha256_bytes(Path(t).read_bytes())} for t in teachers]
     write_bytes(out, _to_csv(faces.names, pose, mirror, spread, gt_yaw).encode())
-    write_json(out.with_suffix(".json"), {"teacher": teacher, "source": str(folder), **summary})
+    write_json(teacher_record(out), {"teacher": teacher, "source": str(folder), **summary})
     partial.unlink(missing_ok=True)
     return summary
 
