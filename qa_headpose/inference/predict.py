@@ -368,9 +368,7 @@ def run_predict(
             on_source(report)
             progress("inputs", len(reports), total)
     finally:
-        # Now, not whenever the garbage collector finalizes it: when on_row or a callback raises (Ctrl-C),
-        # closing the generator stops the worker processes before this function returns.
-        done.close()
+        done.close()  # now, not at garbage collection: if a callback raised (Ctrl-C), the workers stop here
     return PredictSummary(rows, reports)
 
 
@@ -442,13 +440,11 @@ def _work(src: Source, out: Path | None) -> tuple[list[dict[str, Any]], SourceRe
 
 
 def _stop_workers(executor: ProcessPoolExecutor) -> None:
-    """Ends a pool now (after Ctrl-C or an error in this process), not after the inputs in flight.
+    """Ends a pool now (after Ctrl-C or an error here), and returns once every worker is reaped.
 
-    Returns once every worker has exited and been reaped. The pool's manager thread reaps them (it
-    joins its workers when the pool shuts down or breaks), so this waits for that thread rather than
-    joining the workers itself: two threads waiting on one child race, and the loser can see a dead
-    worker as alive. The pool's own dict of workers is used, not a copy, so a worker started while
-    the pool shuts down (they start on demand) is ended too.
+    The pool's manager thread reaps the workers, so this waits for it rather than joining them too
+    (two threads waiting on one child race; the loser sees a dead worker as alive). The pool's own
+    dict of workers, not a copy: a worker started while the pool shuts down is ended too.
     """
     workers = getattr(executor, "_processes", None) or {}
     manager = getattr(executor, "_executor_manager_thread", None)
