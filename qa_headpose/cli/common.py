@@ -23,37 +23,30 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def _bounded_int(text: str, low: int, high: int | None, expected: str, out_of_range: str | None = None) -> int:
+    """``text`` as an integer in [low, high) (high None: no upper bound), else "expected ..., got ..."."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < low or (high is not None and value >= high):
+        raise argparse.ArgumentTypeError(f"expected {out_of_range or expected}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _bounded_int(text, 1, None, "a positive integer")
 
 
 def camera_index(text: str) -> int:
     """argparse type: a webcam number 0, 1, ..."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a camera index 0, 1, ..., got {text!r}") from None
-    if not 0 <= value < 2**31:
-        raise argparse.ArgumentTypeError(f"expected a camera index 0, 1, ..., got {value}")
-    return value
+    return _bounded_int(text, 0, 2**31, "a camera index 0, 1, ...")
 
 
 def port(text: str) -> int:
     """argparse type: a TCP port 0-65535 (0: any free port)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}") from None
-    if not 0 <= value < 65536:
-        raise argparse.ArgumentTypeError(f"expected a port 0-65535 (0: any free port), got {value}")
-    return value
+    return _bounded_int(text, 0, 65536, "a port 0-65535", "a port 0-65535 (0: any free port)")
 
 
 def non_negative_float(text: str) -> float:
