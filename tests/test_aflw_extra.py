@@ -124,7 +124,7 @@ def test_teacher_averages_crop_and_mirror_symmetrically(mini_extra, teacher_mode
 def test_teacher_of_several_input_sizes_averages_each_on_its_own_crop(mini_extra, teacher_models, tmp_path):
     from qa_headpose.inference.runtime import TFLiteRunner
 
-    fast = REPO / "qa_headpose" / "models" / "headpose_fast_int8.tflite"  # 64x64, beside the 128x128 teacher
+    fast = REPO / "weights" / "round2" / "headpose_fast_int8.tflite"  # 64x64, a member of the round-3 teacher
     big, small = TFLiteRunner(teacher_models[1]), TFLiteRunner(fast)
     assert (big.input_size, small.input_size) == (128, 64)
     faces = aflw_extra.load_aflw_extra(mini_extra, labels="none")

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``predict``."""
     p.add_argument("paths", nargs="*", help="images, folders of images, video files (none: the shipped sample image)")
     p.add_argument("--cam", type=camera_index, metavar="N", help="read webcam N instead of paths (Ctrl-C stops)")
-    p.add_argument("--model", help="'accurate' (default, 128x128), 'fast' (64x64) or a head-pose .tflite path")
+    p.add_argument("--model", help="'accurate' (default, 128x128), 'fast' (80x80) or a head-pose .tflite path")
     p.add_argument("--detector", default="short", help="'short' (default), 'full' (small faces) or a .tflite")
     p.add_argument("--threads", type=positive_int, default=2, help="interpreter threads")
     p.add_argument(

@@ -1,13 +1,15 @@
 """Named training recipes: ``accurate`` and ``fast`` reproduce the shipped models.
 
-Round 1: starting from the teacher's float weights (``weights/teacher_v1``, the 128x128 model
-trained on the 1,154 labelled AFLW2000 train faces), a 128x128 and a 64x64 student learned from
-those faces (repeated 4x per epoch) plus the 18,606 AFLW_extra faces labelled by the teacher
-(`qa-headpose data pseudo-label`); then QAT, then full-int8 export. The shipped ``accurate`` is
-that 128x128 student. Round 2: the teacher and both round-1 students (int8 exports in
-``weights/round1``, each on the crop and its mirror) label the faces again, and a student
-continues from its round-1 float weights on those labels: the shipped ``fast`` (the 128x128
-round-2 student was no better on val, docs/extra_faces.md). Paths are relative to the repository root.
+Self-training in rounds; each round's teacher labels the 18,606 AFLW_extra faces
+(`qa-headpose data pseudo-label`) and its students learn from those labels plus the 1,154
+labelled AFLW2000 train faces (repeated 4x per epoch), float then QAT then full-int8 export.
+Round 1: the teacher is ``weights/teacher_v1`` (128x128, the labelled faces only); its
+students start from its float weights. Round 2: teacher_v1 and both round-1 students
+(``weights/round1``) label the faces again; students continue from their round-1 weights.
+Round 3 (the shipped models): teacher_v1, the round-1 accurate and the round-2 fast int8
+models label them once more; the ``accurate`` student continues from the round-2 128x128
+float weights, the ``fast`` one from the round-2 64x64 float weights at 80x80 input
+(``weights/round2``; docs/extra_faces.md). Paths are relative to the repository root.
 """
 
 from __future__ import annotations
@@ -22,17 +24,30 @@ ROUND1_DIR = "weights/round1"
 # The first teacher: teacher_v1's float32 and int8 exports (val 3.68 with their mirrors).
 TEACHER_V1_MODELS = (f"{TEACHER_DIR}/headpose_float32.tflite", f"{TEACHER_DIR}/headpose_int8.tflite")
 PSEUDO_LABELS_V1 = "runs/pseudo/aflw_extra_teacher_v1.csv"
-# The second-round teacher (the default of `qa-headpose data pseudo-label`): teacher_v1's int8 export
-# and both round-1 students (val 3.62 together, with their mirrors).
-TEACHER_MODELS = (
+ROUND2_DIR = "weights/round2"
+# The second-round teacher: teacher_v1's int8 export and both round-1 students (val 3.62 together, with
+# their mirrors).
+TEACHER_V2_MODELS = (
     f"{TEACHER_DIR}/headpose_int8.tflite",
     f"{ROUND1_DIR}/headpose_accurate_int8.tflite",
     f"{ROUND1_DIR}/headpose_fast_int8.tflite",
 )
-PSEUDO_LABELS = "runs/pseudo/aflw_extra_teacher_v2.csv"
+PSEUDO_LABELS_V2 = "runs/pseudo/aflw_extra_teacher_v2.csv"
+# The third-round teacher (the default of `qa-headpose data pseudo-label`): teacher_v1, the round-1
+# accurate and the round-2 fast int8 models (val 3.60 together, with their mirrors).
+TEACHER_MODELS = (
+    f"{TEACHER_DIR}/headpose_int8.tflite",
+    f"{ROUND1_DIR}/headpose_accurate_int8.tflite",
+    f"{ROUND2_DIR}/headpose_fast_int8.tflite",
+)
+PSEUDO_LABELS = "runs/pseudo/aflw_extra_teacher_v3.csv"
 
 # Which teacher makes each preset's labels.
-TEACHER_OF_LABELS = {PSEUDO_LABELS_V1: TEACHER_V1_MODELS, PSEUDO_LABELS: TEACHER_MODELS}
+TEACHER_OF_LABELS = {
+    PSEUDO_LABELS_V1: TEACHER_V1_MODELS,
+    PSEUDO_LABELS_V2: TEACHER_V2_MODELS,
+    PSEUDO_LABELS: TEACHER_MODELS,
+}
 
 
 def pseudo_label_command(extra: ExtraDataConfig) -> str:
@@ -55,19 +70,22 @@ def _pseudo(labels_csv: str) -> ExtraDataConfig:
 
 
 PRESETS: dict[str, dict] = {
-    # The shipped accurate model: 128x128, the teacher fine-tuned on its own labels of 18,606 more faces.
+    # The shipped accurate model: 128x128, round 3 (the round-2 128x128 student on the round-3 labels).
     "accurate": {
         "model": ModelConfig(input_size=128, alpha=1.0, dropout=0.2, backbone_weights=None),
-        "train": TrainConfig(epochs=3, batch_size=64, learning_rate=3e-4, init_weights=TEACHER_FLOAT_WEIGHTS),
-        "qat": QATConfig(epochs=1, batch_size=64, learning_rate=3e-5),
-        "data": DEFAULT_DATA,
-        "extra": _pseudo(PSEUDO_LABELS_V1),
-    },
-    # The shipped fast model: 64x64 (4x fewer MACs), the round-1 64x64 student fine-tuned on the round-2 labels.
-    "fast": {
-        "model": ModelConfig(input_size=64, alpha=1.0, dropout=0.2, backbone_weights=None),
         "train": TrainConfig(
-            epochs=5, batch_size=64, learning_rate=2e-4, init_weights=f"{ROUND1_DIR}/fast_float.weights.h5"
+            epochs=2, batch_size=64, learning_rate=1e-4, init_weights=f"{ROUND2_DIR}/accurate_float.weights.h5"
+        ),
+        "qat": QATConfig(epochs=3, batch_size=64, learning_rate=3e-5),
+        "data": DEFAULT_DATA,
+        "extra": _pseudo(PSEUDO_LABELS),
+    },
+    # The shipped fast model: 80x80 (2.6x fewer MACs than 128x128), round 3 (the round-2 64x64 student's
+    # weights, which fit any input size, on the round-3 labels at 80x80).
+    "fast": {
+        "model": ModelConfig(input_size=80, alpha=1.0, dropout=0.2, backbone_weights=None),
+        "train": TrainConfig(
+            epochs=5, batch_size=64, learning_rate=2e-4, init_weights=f"{ROUND2_DIR}/fast_float.weights.h5"
         ),
         "qat": QATConfig(epochs=2, batch_size=64, learning_rate=3e-5),
         "data": DEFAULT_DATA,
