@@ -239,14 +239,31 @@ def test_pseudo_label_command_shows_progress_only_when_asked(mini_extra, tmp_pat
     assert (tmp_path / "b.csv").read_text() == (tmp_path / "a.csv").read_text()
 
 
-@pytest.mark.parametrize("preset", ["accurate", "fast"])
-def test_each_preset_names_the_command_and_the_committed_teacher_of_its_labels(preset):
+def _label_sets():
     from qa_headpose.training import presets
 
-    extra = presets.train_configs(preset)[4]
+    return sorted(presets.TEACHER_OF_LABELS)
+
+
+@pytest.mark.parametrize("labels_csv", _label_sets())
+def test_each_label_set_names_the_command_and_its_committed_teacher(labels_csv):
+    """Every teacher that labelled a committed model's extra faces is committed, and its command says so."""
+    from qa_headpose.training import presets
+
+    extra = presets.ExtraDataConfig(path=presets.EXTRA_DATA, labels="pseudo", pseudo_labels=labels_csv)
     command = presets.pseudo_label_command(extra).split()
     assert command[:3] == ["qa-headpose", "data", "pseudo-label"]
-    assert command[command.index("--out") + 1] == extra.pseudo_labels
+    assert command[command.index("--out") + 1] == labels_csv
     teacher = command[command.index("--teacher") + 1 :]
-    assert teacher == list(presets.TEACHER_OF_LABELS[extra.pseudo_labels])
+    assert teacher == list(presets.TEACHER_OF_LABELS[labels_csv])
     assert all((REPO / t).is_file() and (REPO / t).with_suffix(".json").is_file() for t in teacher), teacher
+
+
+def test_the_default_teacher_made_the_labels_of_the_shipped_fast_models_first_stage():
+    import json
+
+    from qa_headpose.training import presets
+
+    stage1 = json.loads((REPO / "weights" / "round5" / "fast_train_config.json").read_text())
+    assert stage1["data"]["extra"]["config"]["pseudo_labels"] == presets.PSEUDO_LABELS
+    assert presets.TEACHER_OF_LABELS[presets.PSEUDO_LABELS] == presets.TEACHER_MODELS

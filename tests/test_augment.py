@@ -57,3 +57,34 @@ def test_augmentation_is_deterministic_and_in_range(aflw_faces):
         np.testing.assert_array_equal(pa, pb)
         assert ca.shape == (48, 48, 3) and ca.dtype == np.uint8
         assert np.all(np.abs(pa) <= 99)
+
+
+def test_black_border_blacks_out_bands_at_the_sides_only_and_keeps_the_label(aflw_faces):
+    import pytest
+
+    im, box, pose = aflw_faces.images[2], aflw_faces.boxes[2], aflw_faces.poses[2]
+    plain = crop_face(im, box, 64)
+    cfg = AugmentConfig(flip=False, rotate_deg=0, scale_jitter=0, shift_jitter=0, photometric=False, black_border=1.0)
+    widths = []
+    for seed in range(30):
+        crop, label = augment.augment_face(im, box, pose, 64, cfg, np.random.default_rng(seed))
+        np.testing.assert_array_equal(label, pose.astype(np.float32))
+        black_rows, black_cols = (crop == 0).all((1, 2)), (crop == 0).all((0, 2))
+        bands = [_leading(black_rows), _leading(black_rows[::-1]), _leading(black_cols), _leading(black_cols[::-1])]
+        assert max(bands) < 16  # each band under a quarter of the side: the centre half is never touched
+        # The crop itself with black bands along its sides, nothing else changed.
+        top, bottom, left, right = bands
+        expected = plain.copy()
+        expected[:top], expected[64 - bottom :], expected[:, :left], expected[:, 64 - right :] = 0, 0, 0, 0
+        np.testing.assert_array_equal(crop, expected)
+        widths.append(left + right)
+    assert 0 < np.mean(widths) < 32 and len(set(widths)) > 5
+    off = AugmentConfig(flip=False, rotate_deg=0, scale_jitter=0, shift_jitter=0, photometric=False)
+    np.testing.assert_array_equal(augment.augment_face(im, box, pose, 64, off, np.random.default_rng(0))[0], plain)
+    with pytest.raises(ValueError, match="probability"):
+        AugmentConfig(black_border=1.5)
+
+
+def _leading(flags: np.ndarray) -> int:
+    """How many leading entries are True."""
+    return int(np.argmin(flags)) if not flags.all() else len(flags)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -68,3 +69,22 @@ def test_names_and_paths_resolve_to_model_files(tmp_path):
         assert "accurate, fast" in str(exc)
     else:
         raise AssertionError("an unknown name must be refused")
+
+
+def test_the_card_traces_the_start_weights_back_to_the_first_model():
+    """tools/ship_model.py: every committed start-weights file names what it learned from, down to teacher_v1."""
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("ship_model", repo / "tools" / "ship_model.py")
+    ship_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship_model)
+    chain = ship_model.ancestry("weights/round5/fast_float.weights.h5")
+    assert chain[0].startswith("weights/round5/fast_float.weights.h5 (5 + 2 epochs on")
+    assert "aflw_extra_teacher_v5.csv" in chain[0] and "weights/teacher_border/fast_float.weights.h5" in chain[1]
+    assert chain[-1].startswith("weights/teacher_v1/headpose_float.weights.h5 (60 + 10 epochs on 1154 train faces")
+    assert chain[-1].endswith("from torchvision weights)")
+    assert ship_model.ancestry(None) == []
+    assert ship_model.ancestry("weights/no_such_float.weights.h5") == [
+        "weights/no_such_float.weights.h5 (not in this checkout)"
+    ]

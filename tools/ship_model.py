@@ -42,10 +42,41 @@ def describe_data(run_cfg: dict) -> str:
             teacher = json.loads(provenance.read_text())["teacher"]
             text += "Pseudo-label teacher (each model on the crop and its mirror, averaged): "
             text += ", ".join(f"{t['path']} (sha256 {t['sha256'][:12]})" for t in teacher) + ". "
+    history = ancestry(run_cfg["train"].get("init_weights"))
+    if history:
+        text += "Its start weights and theirs, back to the first model: " + " <- ".join(history) + ". "
     return text + (
         "Non-commercial research terms apply to that data, and so to this model's provenance. No 300W-LP "
         "training set was available. The val split was the only data used for model choice."
     )
+
+
+def ancestry(init_weights: str | None, limit: int = 10) -> list[str]:
+    """What each start-weights file in a chain learned from, read from the training config beside it.
+
+    The committed convention: ``X_float.weights.h5`` (or ``headpose_float.weights.h5``) sits beside
+    ``X_train_config.json`` (``headpose_train_config.json``). The chain ends at weights without a config or
+    a run that started from ImageNet or nothing.
+    """
+    steps = []
+    while init_weights and len(steps) < limit:
+        weights = REPO / init_weights
+        config = weights.with_name(weights.name.replace("float.weights.h5", "train_config.json"))
+        if not config.is_file():
+            steps.append(
+                f"{init_weights} ({'no training config beside it' if weights.is_file() else 'not in this checkout'})"
+            )
+            break
+        cfg = json.loads(config.read_text())
+        extra = cfg["data"].get("extra")
+        seen = f"{cfg['data']['train_faces']} train faces"
+        if extra:
+            seen += f" ({extra['used']} AFLW_extra faces with {extra['labels']} labels {extra['config'].get('pseudo_labels')})"
+        steps.append(f"{init_weights} ({cfg['train']['epochs']} + {cfg['qat']['epochs']} epochs on {seen})")
+        init_weights = cfg["train"].get("init_weights")
+        if not init_weights:
+            steps[-1] = steps[-1][:-1] + f", from {cfg['model'].get('backbone_weights') or 'random'} weights)"
+    return steps
 
 
 def main() -> int:

@@ -14,6 +14,7 @@ from qa_headpose.cli.common import (
     non_negative_float,
     positive_float,
     positive_int,
+    probability,
 )
 
 HELP = "train float then QAT on real data"
@@ -24,7 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from qa_headpose.training.presets import PRESETS
 
     p.add_argument(
-        "--preset", choices=sorted(PRESETS), help="start from a named recipe ('default' = the shipped model)"
+        "--preset",
+        choices=sorted(PRESETS),
+        help="a named recipe: 'accurate' and 'fast' remake the shipped models, 'teacher-accurate' and "
+        "'teacher-fast' their teacher, 'default' the first model (see qa_headpose/training/presets.py)",
     )
     p.add_argument("--data", nargs="+", help="FSA-Net .npz file(s) or 300W-LP/AFLW2000 folder(s) to train on")
     p.add_argument("--val-data", nargs="+", help="separate val set; default: split --data with --split")
@@ -60,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scale-jitter", type=non_negative_float)
     g.add_argument("--shift-jitter", type=non_negative_float)
     g.add_argument("--no-photometric", action="store_true")
+    g.add_argument(
+        "--black-border", type=probability, help="probability of black bands at the crop's sides (AFLW_extra's padding)"
+    )
     g.add_argument("--init-weights", help="float weights (.h5) of a trained head-pose model to start from")
     g = p.add_argument_group("extra faces (train split only)")
     g.add_argument("--extra", help="an AFLW_extra folder whose faces join the train split")

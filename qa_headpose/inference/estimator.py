@@ -21,8 +21,8 @@ class HeadPoseEstimator:
     """Head pose from face crops with a TFLite model: a shipped one by name, or a path.
 
     ``HeadPoseEstimator()`` is ``HeadPoseEstimator("accurate")`` (128x128, the most
-    accurate); ``HeadPoseEstimator("fast")`` (80x80) takes about 40% of the model time per
-    face for about 0.2 degrees more error; any other string or path is a .tflite file.
+    accurate); ``HeadPoseEstimator("fast")`` (80x80) takes about half the model time per
+    face for about 0.15 degrees more error; any other string or path is a .tflite file.
 
     Thread safety: one estimator may be shared by any number of threads (a web server's
     pool, say). `predict`, `predict_batch` and `predict_image` return exactly what they

@@ -1,7 +1,7 @@
 """The shipped head-pose models by name. No TF.
 
-``accurate`` (128x128) is the default; ``fast`` (80x80) trades about 0.2 degrees
-for 40% of the model's time per face. A name or a path selects a model everywhere:
+``accurate`` (128x128) is the default; ``fast`` (80x80) trades about 0.15 degrees
+for half the model's time per face. A name or a path selects a model everywhere:
 `HeadPoseEstimator`, ``qa-headpose predict --model``, ``serve --model``, the benchmark.
 """
 

@@ -48,6 +48,9 @@ class AugmentConfig:
         scale_jitter: crop box side scaled by a factor in [1 - s, 1 + s].
         shift_jitter: crop box shifted by up to this fraction of its side.
         photometric: brightness/contrast/colour/blur/grayscale jitter.
+        black_border: probability of blacking out a random band (up to a quarter of the
+            side) on each side of the crop: the black padding of AFLW_extra's crops, which
+            otherwise shifts a model's pitch by 1-2 degrees (docs/extra_faces.md).
     """
 
     flip: bool = True
@@ -55,11 +58,16 @@ class AugmentConfig:
     scale_jitter: float = 0.15
     shift_jitter: float = 0.08
     photometric: bool = True
+    black_border: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.black_border <= 1.0:
+            raise ValueError(f"black_border must be a probability in [0, 1]. Received: {self.black_border}")
 
     @classmethod
     def none(cls) -> "AugmentConfig":
         """No augmentation at all."""
-        return cls(False, 0.0, 0.0, 0.0, False)
+        return cls(False, 0.0, 0.0, 0.0, False, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)

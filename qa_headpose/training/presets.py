@@ -1,30 +1,37 @@
-"""Named training recipes: ``accurate`` and ``fast`` reproduce the shipped models.
+"""Named training recipes: ``accurate`` and ``fast`` reproduce the shipped models, ``teacher-accurate``
+and ``teacher-fast`` the teacher that labelled their extra faces, ``default`` the first model (teacher_v1).
 
 Self-training in rounds; each round's teacher labels the 18,606 AFLW_extra faces
 (`qa-headpose data pseudo-label`) and its students learn from those labels plus the 1,154
 labelled AFLW2000 train faces (repeated 4x per epoch), float then QAT then full-int8 export.
 Round 1: the teacher is ``weights/teacher_v1`` (128x128, the labelled faces only); its
-students start from its float weights. Round 2: teacher_v1 and both round-1 students
-(``weights/round1``) label the faces again; students continue from their round-1 weights.
-Round 3 (the shipped models): teacher_v1, the round-1 accurate and the round-2 fast int8
-models label them once more; the ``accurate`` student continues from the round-2 128x128
-float weights, the ``fast`` one from the round-2 64x64 float weights at 80x80 input
-(``weights/round2``; docs/extra_faces.md). Paths are relative to the repository root.
+students start from its float weights. Rounds 2 and 3: the best earlier models together
+label the faces again and the students continue from their weights (``weights/round1``,
+``weights/round2``; round 3's ``fast`` at 80x80 input). Round 5 (the shipped models; round 4
+was stopped): every model so far read the black padding of AFLW_extra's crops as pitch (1-2
+degrees, ``tools/border_bias.py``) and wrote it into the labels. The round-3 students,
+fine-tuned on the labelled faces with random black bands (``AugmentConfig.black_border``),
+are the border teacher (``weights/teacher_border``); students start from its weights and
+learn from its labels, with the same bands (docs/extra_faces.md). Paths are relative to the
+repository root.
 """
 
 from __future__ import annotations
 
-from qa_headpose.training.config import ExtraDataConfig, ModelConfig, QATConfig, TrainConfig
+from qa_headpose.training.config import AugmentConfig, ExtraDataConfig, ModelConfig, QATConfig, TrainConfig
 
 DEFAULT_DATA = "../shared/data/AFLW2000"
 EXTRA_DATA = "../shared/data/AFLW_extra"
 TEACHER_DIR = "weights/teacher_v1"
 TEACHER_FLOAT_WEIGHTS = f"{TEACHER_DIR}/headpose_float.weights.h5"
 ROUND1_DIR = "weights/round1"
+ROUND2_DIR = "weights/round2"
+ROUND3_DIR = "weights/round3"
+ROUND5_DIR = "weights/round5"
+BORDER_TEACHER_DIR = "weights/teacher_border"
 # The first teacher: teacher_v1's float32 and int8 exports (val 3.68 with their mirrors).
 TEACHER_V1_MODELS = (f"{TEACHER_DIR}/headpose_float32.tflite", f"{TEACHER_DIR}/headpose_int8.tflite")
 PSEUDO_LABELS_V1 = "runs/pseudo/aflw_extra_teacher_v1.csv"
-ROUND2_DIR = "weights/round2"
 # The second-round teacher: teacher_v1's int8 export and both round-1 students (val 3.62 together, with
 # their mirrors).
 TEACHER_V2_MODELS = (
@@ -33,19 +40,27 @@ TEACHER_V2_MODELS = (
     f"{ROUND1_DIR}/headpose_fast_int8.tflite",
 )
 PSEUDO_LABELS_V2 = "runs/pseudo/aflw_extra_teacher_v2.csv"
-# The third-round teacher (the default of `qa-headpose data pseudo-label`): teacher_v1, the round-1
-# accurate and the round-2 fast int8 models (val 3.60 together, with their mirrors).
-TEACHER_MODELS = (
+# The third-round teacher: teacher_v1, the round-1 accurate and the round-2 fast int8 models (val 3.60).
+TEACHER_V3_MODELS = (
     f"{TEACHER_DIR}/headpose_int8.tflite",
     f"{ROUND1_DIR}/headpose_accurate_int8.tflite",
     f"{ROUND2_DIR}/headpose_fast_int8.tflite",
 )
-PSEUDO_LABELS = "runs/pseudo/aflw_extra_teacher_v3.csv"
+PSEUDO_LABELS_V3 = "runs/pseudo/aflw_extra_teacher_v3.csv"
+# The border teacher (the default of `qa-headpose data pseudo-label`): the ``teacher-accurate`` float32 and
+# int8 exports and the ``teacher-fast`` float32 export (val 3.51 together, with their mirrors).
+TEACHER_MODELS = (
+    f"{BORDER_TEACHER_DIR}/accurate_float32.tflite",
+    f"{BORDER_TEACHER_DIR}/accurate_int8.tflite",
+    f"{BORDER_TEACHER_DIR}/fast_float32.tflite",
+)
+PSEUDO_LABELS = "runs/pseudo/aflw_extra_teacher_v5.csv"
 
 # Which teacher makes each preset's labels.
 TEACHER_OF_LABELS = {
     PSEUDO_LABELS_V1: TEACHER_V1_MODELS,
     PSEUDO_LABELS_V2: TEACHER_V2_MODELS,
+    PSEUDO_LABELS_V3: TEACHER_V3_MODELS,
     PSEUDO_LABELS: TEACHER_MODELS,
 }
 
@@ -57,40 +72,34 @@ def pseudo_label_command(extra: ExtraDataConfig) -> str:
     return command + (" --teacher " + " ".join(teacher) if teacher else "")
 
 
-def _pseudo(labels_csv: str) -> ExtraDataConfig:
-    """A teacher's labels of AFLW_extra, with its least sure faces left out."""
-    return ExtraDataConfig(
-        path=EXTRA_DATA,
-        labels="pseudo",
-        pseudo_labels=labels_csv,
-        labelled_repeat=4,
-        max_mirror_deg=8.0,
-        max_gt_yaw_gap_deg=25.0,
-    )
+# Black bands on half the faces (AFLW_extra's faces also carry their own padding).
+BORDER_AUGMENT = AugmentConfig(black_border=0.5)
 
+
+def _last_stage(input_size: int, init_weights: str, qat: QATConfig) -> dict:
+    """Fine-tuning on the labelled faces alone with black bands: how the border teacher and the shipped models end."""
+    return {
+        "model": ModelConfig(input_size=input_size, alpha=1.0, dropout=0.2, backbone_weights=None),
+        "train": TrainConfig(
+            epochs=12, batch_size=64, learning_rate=1e-4, augment=BORDER_AUGMENT, init_weights=init_weights
+        ),
+        "qat": qat,
+        "data": DEFAULT_DATA,
+    }
+
+
+# The border teacher's members: the round-3 students fine-tuned on the labelled faces alone, with black bands.
+TEACHER_ACCURATE = _last_stage(128, f"{ROUND3_DIR}/accurate_float.weights.h5", QATConfig(epochs=1, learning_rate=3e-5))
 
 PRESETS: dict[str, dict] = {
-    # The shipped accurate model: 128x128, round 3 (the round-2 128x128 student on the round-3 labels).
-    "accurate": {
-        "model": ModelConfig(input_size=128, alpha=1.0, dropout=0.2, backbone_weights=None),
-        "train": TrainConfig(
-            epochs=2, batch_size=64, learning_rate=1e-4, init_weights=f"{ROUND2_DIR}/accurate_float.weights.h5"
-        ),
-        "qat": QATConfig(epochs=3, batch_size=64, learning_rate=3e-5),
-        "data": DEFAULT_DATA,
-        "extra": _pseudo(PSEUDO_LABELS),
-    },
-    # The shipped fast model: 80x80 (2.6x fewer MACs than 128x128), round 3 (the round-2 64x64 student's
-    # weights, which fit any input size, on the round-3 labels at 80x80).
-    "fast": {
-        "model": ModelConfig(input_size=80, alpha=1.0, dropout=0.2, backbone_weights=None),
-        "train": TrainConfig(
-            epochs=5, batch_size=64, learning_rate=2e-4, init_weights=f"{ROUND2_DIR}/fast_float.weights.h5"
-        ),
-        "qat": QATConfig(epochs=2, batch_size=64, learning_rate=3e-5),
-        "data": DEFAULT_DATA,
-        "extra": _pseudo(PSEUDO_LABELS),
-    },
+    # The shipped accurate model: the border teacher's 128x128 member.
+    "accurate": TEACHER_ACCURATE,
+    # The shipped fast model: 80x80 (2.6x fewer MACs than 128x128). Round 5 (``weights/round5``: from the border
+    # teacher's 80x80 weights, 5 epochs on its labels with black bands), then the last stage with a longer,
+    # gentler QAT.
+    "fast": _last_stage(80, f"{ROUND5_DIR}/fast_float.weights.h5", QATConfig(epochs=6, learning_rate=1e-5)),
+    "teacher-accurate": TEACHER_ACCURATE,
+    "teacher-fast": _last_stage(80, f"{ROUND3_DIR}/fast_float.weights.h5", QATConfig(epochs=1, learning_rate=3e-5)),
     # The first shipped model (teacher_v1): ImageNet-initialised, the 1,154 labelled faces only.
     "default": {
         "model": ModelConfig(input_size=128, alpha=1.0, dropout=0.2, backbone_weights="torchvision"),
@@ -127,6 +136,7 @@ TRAIN_OPTIONS = (
     "scale_jitter",
     "shift_jitter",
     "no_photometric",
+    "black_border",
     "init_weights",
     "extra",
     "extra_labels",
@@ -185,6 +195,7 @@ def train_configs(preset: str | None = None, **options):
         scale_jitter=pick("scale_jitter", aug.scale_jitter),
         shift_jitter=pick("shift_jitter", aug.shift_jitter),
         photometric=aug.photometric and not opt["no_photometric"],
+        black_border=pick("black_border", aug.black_border),
     )
     seed = pick("seed", train.seed)
     train = TrainConfig(
