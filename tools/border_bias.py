@@ -18,17 +18,15 @@ import numpy as np
 from qa_headpose.datasets.splits import split_train_val
 from qa_headpose.inference.runtime import TFLiteRunner
 from qa_headpose.training import workflow
+from qa_headpose.training.augment import blacken_sides
 
 KEPT = (1.0, 0.85, 0.77)
 
 
 def banded(crops: np.ndarray, kept: float) -> np.ndarray:
     """The crops with the same black band on every side, leaving the centre ``kept`` of the side."""
-    out = crops.copy()
     band = int(round(crops.shape[1] * (1 - kept) / 2))
-    if band:
-        out[:, :band], out[:, -band:], out[:, :, :band], out[:, :, -band:] = 0, 0, 0, 0
-    return out
+    return blacken_sides(crops, band, band, band, band)
 
 
 def main() -> None:

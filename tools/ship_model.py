@@ -72,10 +72,10 @@ def ancestry(init_weights: str | None, limit: int = 10) -> list[str]:
         seen = f"{cfg['data']['train_faces']} train faces"
         if extra:
             seen += f" ({extra['used']} AFLW_extra faces with {extra['labels']} labels {extra['config'].get('pseudo_labels')})"
-        steps.append(f"{init_weights} ({cfg['train']['epochs']} + {cfg['qat']['epochs']} epochs on {seen})")
-        init_weights = cfg["train"].get("init_weights")
-        if not init_weights:
-            steps[-1] = steps[-1][:-1] + f", from {cfg['model'].get('backbone_weights') or 'random'} weights)"
+        start = cfg["train"].get("init_weights")
+        origin = "" if start else f", from {cfg['model'].get('backbone_weights') or 'random'} weights"
+        steps.append(f"{init_weights} ({cfg['train']['epochs']} + {cfg['qat']['epochs']} epochs on {seen}{origin})")
+        init_weights = start
     return steps
 
 

@@ -112,13 +112,19 @@ def black_border(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     AFLW_extra's crops reach past their 120x120 jpg and are padded black (about 12% of the
     side on each side, on average); a teacher that never saw such bands reads them as pitch.
     """
-    out = crop.copy()
     size = crop.shape[0]
     top, bottom, left, right = (int(rng.uniform(0, BORDER_MAX_FRACTION) * size) for _ in range(4))
-    out[:top] = 0
-    out[size - bottom :] = 0
-    out[:, :left] = 0
-    out[:, size - right :] = 0
+    return blacken_sides(crop, top, bottom, left, right)
+
+
+def blacken_sides(crops: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """A copy of a crop (H, W, C) or of a batch of them (..., H, W, C) with black bands of these widths."""
+    out = crops.copy()
+    height, width = out.shape[-3:-1]
+    out[..., :top, :, :] = 0
+    out[..., height - bottom :, :, :] = 0
+    out[..., :, :left, :] = 0
+    out[..., :, width - right :, :] = 0
     return out
 
 

@@ -23,7 +23,6 @@ from qa_headpose.training.config import AugmentConfig, ExtraDataConfig, ModelCon
 DEFAULT_DATA = "../shared/data/AFLW2000"
 EXTRA_DATA = "../shared/data/AFLW_extra"
 TEACHER_DIR = "weights/teacher_v1"
-TEACHER_FLOAT_WEIGHTS = f"{TEACHER_DIR}/headpose_float.weights.h5"
 ROUND1_DIR = "weights/round1"
 ROUND2_DIR = "weights/round2"
 ROUND3_DIR = "weights/round3"
