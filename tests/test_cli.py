@@ -43,6 +43,27 @@ def test_resume_of_finished_run_trains_nothing_more(cli_run, aflw_small):
     assert (cli_run / "float" / "log.csv").read_text() == before
 
 
+def test_zero_float_epochs_quantizes_the_start_weights(cli_run, aflw_small, tmp_path, capsys):
+    out = tmp_path / "qat_only"
+    argv = ["train", "--preset", "tiny", "--data", str(aflw_small), "--split", "hash", "--out", str(out)]
+    start = cli_run / "float" / "best.weights.h5"
+    assert main([*argv, "--epochs", "0", "--init-weights", str(start), "--batch-size", "8", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["float"]["epochs_run"] == 0 and not (out / "float" / "log.csv").exists()
+    # The float phase's weights are the start weights: the same val MAE as the run they came from.
+    earlier = json.loads((cli_run / "summary.json").read_text())["float"]["val"]
+    assert summary["float"]["val"]["mean"] == pytest.approx(earlier["mean"], abs=1e-4)
+    assert len((out / "qat" / "log.csv").read_text().strip().splitlines()) == 2  # header + the QAT epoch
+    # A second QAT-only run into the same folder is refused before it replaces anything.
+    before = (out / "float" / "best.weights.h5").read_bytes()
+    assert main([*argv, "--epochs", "0", "--init-weights", str(start), "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "float" / "best.weights.h5").read_bytes() == before
+    # Without start weights there is nothing to quantize: one line, exit 2, no run folder.
+    assert main([*argv[:-1], str(tmp_path / "none"), "--epochs", "0", "--quiet"]) == 2
+    assert "needs init weights" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
 def test_export_and_evaluate(cli_run, aflw_small, tmp_path, capsys):
     models = tmp_path / "models"
     assert main(["export", str(cli_run), "--out", str(models), "--variants", "int8,float32"]) == 0

@@ -50,3 +50,31 @@ def test_missing_backbone_file():
 
     with pytest.raises(ValueError, match="backbone_weights"):
         build_model(ModelConfig(input_size=32, alpha=0.35, backbone_weights="/nonexistent.h5"))
+
+
+def test_average_of_two_runs_weights_is_their_element_wise_mean(tiny_model_config):
+    """tools/average_weights.py: the soup is the mean of every weight, BN statistics included."""
+    import dataclasses
+    import importlib.util
+    from pathlib import Path
+
+    from qa_headpose.training._keras import keras
+    from qa_headpose.training.model import build_model
+
+    spec = importlib.util.spec_from_file_location(
+        "average_weights", Path(__file__).resolve().parents[1] / "tools" / "average_weights.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    keras.utils.set_random_seed(1)
+    a = build_model(tiny_model_config).get_weights()
+    keras.utils.set_random_seed(2)
+    b = build_model(tiny_model_config).get_weights()
+    b[-3] += 5.0  # a batch-norm statistic or the head differ too, not only random kernels
+    soup = tool.mean_weights([a, b])
+    assert len(soup) == len(a) and any(not np.allclose(x, y) for x, y in zip(a, b))
+    for wa, wb, ws in zip(a, b, soup):
+        np.testing.assert_allclose(ws, (wa + wb) / 2, rtol=1e-6)
+    wider = build_model(dataclasses.replace(tiny_model_config, alpha=0.5)).get_weights()
+    with pytest.raises(ValueError, match="differ in architecture"):
+        tool.mean_weights([a, wider])

@@ -39,6 +39,11 @@ def positive_int(text: str) -> int:
     return _bounded_int(text, 1, None, "a positive integer")
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _bounded_int(text, 0, None, "an integer >= 0")
+
+
 def camera_index(text: str) -> int:
     """argparse type: a webcam number 0, 1, ..."""
     return _bounded_int(text, 0, 2**31, "a camera index 0, 1, ...")

@@ -12,6 +12,7 @@ from qa_headpose.cli.common import (
     UsageError,
     format_mae,
     non_negative_float,
+    non_negative_int,
     positive_float,
     positive_int,
     probability,
@@ -49,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=non_negative_float)
     g.add_argument("--backbone-weights", help="'imagenet' (needs internet) or a ported .h5 (qa-headpose port-imagenet)")
     g = p.add_argument_group("float phase")
-    g.add_argument("--epochs", type=positive_int)
+    g.add_argument("--epochs", type=non_negative_int, help="0: QAT straight from --init-weights")
     g.add_argument("--batch-size", type=positive_int)
     g.add_argument("--learning-rate", type=positive_float)
     g.add_argument("--weight-decay", type=non_negative_float)
@@ -89,7 +90,7 @@ def train_configs(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     """Runs ``train``; returns the exit code."""
     model_cfg, train_cfg, qat_cfg, data, extra = train_configs(args)
-    if (args.out / "float" / "ckpt").exists() and not args.resume:
+    if any((args.out / phase / "ckpt").exists() for phase in ("float", "qat")) and not args.resume:
         raise UsageError(f"{args.out} already holds a training run; pass --resume to continue it or choose a new --out")
     from qa_headpose.training import workflow
 

@@ -75,7 +75,7 @@ class TrainConfig:
     """The float training phase.
 
     Fields:
-        epochs: number of epochs.
+        epochs: number of epochs; 0: no float training, QAT starts from ``init_weights``.
         batch_size: images per step.
         learning_rate: peak Adam learning rate (cosine decay after a short warm-up).
         weight_decay: decoupled weight decay (AdamW).
@@ -93,6 +93,12 @@ class TrainConfig:
     seed: int = 0
     augment: AugmentConfig = AugmentConfig()
     init_weights: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0. Received: epochs={self.epochs}")
+        if self.epochs == 0 and not self.init_weights:
+            raise ValueError("0 float epochs (QAT only) needs init weights: the float weights to quantize")
 
 
 @dataclasses.dataclass(frozen=True)

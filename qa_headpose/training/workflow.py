@@ -188,7 +188,7 @@ def train_run(
     from qa_headpose.training import distribute
     from qa_headpose.training.model import build_model
     from qa_headpose.training.qat import build_qat_model, make_qat_model
-    from qa_headpose.training.train import fit_phase
+    from qa_headpose.training.train import fit_phase, save_weights_atomic
 
     if isinstance(strategy, str):  # first: multiworker must come before any TensorFlow op
         strategy = distribute.make_strategy(strategy)
@@ -218,9 +218,14 @@ def train_run(
         if train_cfg.init_weights:
             model.set_weights(_float_model(model_cfg, Path(train_cfg.init_weights)).get_weights())
     float_dir = own_dir / "float"
-    done = fit_phase(
-        model, prepared.train, val_x, val_y, train_cfg, float_dir, resume, verbose, strategy, run_dir / "float"
-    )
+    if train_cfg.epochs == 0:  # QAT straight from the start weights: they are the float phase's best
+        float_dir.mkdir(parents=True, exist_ok=True)
+        save_weights_atomic(model, float_dir / "best.weights.h5")
+        done = {"best_val_mae": None, "epochs_run": 0}
+    else:
+        done = fit_phase(
+            model, prepared.train, val_x, val_y, train_cfg, float_dir, resume, verbose, strategy, run_dir / "float"
+        )
     best_float = _float_model(model_cfg, _best_weights(float_dir, run_dir / "float"))
     # set_weights, not load_weights: h5 loading into a multi-worker model's synchronised variables fails.
     model.set_weights(best_float.get_weights())

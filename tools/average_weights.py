@@ -1,0 +1,62 @@
+"""Average the float weights of several runs of one recipe (a "model soup") and score each and the average on val.
+
+Usage: python tools/average_weights.py RUN [RUN ...] [--weights W.h5 ...] --out SOUP.weights.h5
+       [--data ../shared/data/AFLW2000]
+
+Runs that start from the same weights and differ only in their seed stay in one basin, so the mean of
+their weights (batch-norm statistics included) is a model of its own, often as good as the best of them
+without picking one by its val score. RUN folders give their float phase's best weights and the model
+config; ``--weights`` adds float .h5 files of the same model (e.g. weights/accurate/headpose_float.weights.h5).
+Quantize the result with ``qa-headpose train --preset ... --epochs 0 --init-weights SOUP.weights.h5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from qa_headpose.cli.common import format_mae
+from qa_headpose.core.angles import mean_absolute_errors
+from qa_headpose.training import workflow
+from qa_headpose.training.model import build_model
+from qa_headpose.training.train import predict_keras, save_weights_atomic
+
+
+def mean_weights(weight_lists: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Element-wise mean of several models' ``get_weights()`` (same architecture)."""
+    shapes = [[w.shape for w in weights] for weights in weight_lists]
+    if any(s != shapes[0] for s in shapes):
+        raise ValueError("the models differ in architecture: their weights cannot be averaged")
+    return [np.mean(layer, axis=0) for layer in zip(*weight_lists)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--weights", nargs="*", default=[], type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--data", default="../shared/data/AFLW2000")
+    args = p.parse_args()
+    configs = [workflow.read_run_config(run)["model"] for run in args.runs]
+    if any(c != configs[0] for c in configs):
+        raise SystemExit("average_weights: the runs have different model configs")
+    paths = [run / "float" / "best.weights.h5" for run in args.runs] + list(args.weights)
+    prepared = workflow.prepare_data([args.data])
+    x, y = prepared.val.crops(configs[0].input_size).astype(np.float32), prepared.val.poses
+    model = build_model(dataclasses.replace(configs[0], backbone_weights=None))
+    weights = []
+    for path in paths:
+        model.load_weights(str(path))
+        print(format_mae(f"{path} float val", mean_absolute_errors(predict_keras(model, x), y)))
+        weights.append(model.get_weights())
+    model.set_weights(mean_weights(weights))
+    print(format_mae(f"average of {len(paths)} float val", mean_absolute_errors(predict_keras(model, x), y)))
+    save_weights_atomic(model, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
