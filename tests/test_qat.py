@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 
 def test_qat_model_is_trained_and_saved_with_fake_quant(tiny_run, tiny_model_config, synthetic_faces):
@@ -59,3 +60,27 @@ def test_training_lowers_the_loss(synthetic_faces, tiny_model_config, tmp_path):
     # Training-mode MAE: the labels depend on the pixels, so ten epochs must bring it down.
     assert np.mean(losses[-3:]) < 0.9 * losses[0], losses
     assert (tmp_path / "run" / "best.weights.h5").stat().st_size > 0
+
+
+def test_qat_only_run_refuses_to_replace_an_earlier_runs_weights(
+    tiny_run, tiny_model_config, synthetic_faces, tmp_path
+):
+    """train_run with 0 float epochs quantizes the start weights, and a second call leaves them alone."""
+    from qa_headpose.training import workflow
+    from qa_headpose.training.config import QATConfig, TrainConfig
+
+    prepared = workflow.PreparedData(synthetic_faces.subset(range(24)), synthetic_faces.subset(range(24, 32)), {})
+    run, start = tmp_path / "qat_only", str(tiny_run / "float" / "best.weights.h5")
+    qat = QATConfig(epochs=1, batch_size=8, learning_rate=1e-4)
+    train = TrainConfig(epochs=0, batch_size=8, init_weights=start)
+    summary = workflow.train_run(run, prepared, tiny_model_config, train, qat, verbose=0)
+    assert summary["float"]["epochs_run"] == 0 and (run / "qat" / "best.weights.h5").is_file()
+    before = (run / "float" / "best.weights.h5").read_bytes()
+    from qa_headpose.training.model import build_model
+    from qa_headpose.training.train import save_weights_atomic
+
+    save_weights_atomic(build_model(tiny_model_config), tmp_path / "other.weights.h5")  # fresh, other weights
+    other = TrainConfig(epochs=0, batch_size=8, init_weights=str(tmp_path / "other.weights.h5"))
+    with pytest.raises(FileExistsError, match="already holds a training run"):
+        workflow.train_run(run, prepared, tiny_model_config, other, qat, verbose=0)
+    assert (run / "float" / "best.weights.h5").read_bytes() == before

@@ -219,8 +219,11 @@ def train_run(
             model.set_weights(_float_model(model_cfg, Path(train_cfg.init_weights)).get_weights())
     float_dir = own_dir / "float"
     if train_cfg.epochs == 0:  # QAT straight from the start weights: they are the float phase's best
+        start_weights = float_dir / "best.weights.h5"
+        if start_weights.exists() and not resume:  # refused before it replaces what an earlier run quantized
+            raise FileExistsError(f"{run_dir} already holds a training run: pass resume=True (--resume)")
         float_dir.mkdir(parents=True, exist_ok=True)
-        save_weights_atomic(model, float_dir / "best.weights.h5")
+        save_weights_atomic(model, start_weights)
         done = {"best_val_mae": None, "epochs_run": 0}
     else:
         done = fit_phase(
