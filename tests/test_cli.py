@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from qa_headpose.cli import main
+from qa_headpose.core import angles
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +99,18 @@ def test_export_and_evaluate(cli_run, aflw_small, tmp_path, capsys):
     assert f"mean {expected['mean']:.2f}" in out and "%|" not in out
     assert main(["evaluate", str(int8), "--data", str(aflw_small), "--quiet"]) == 0
     assert "%|" not in capsys.readouterr().err
+    # --mirror: each face averaged with its mirror image, the progress counting both passes.
+    mirrored = tmp_path / "mirror.json"
+    assert (
+        main(["evaluate", str(int8), "--data", str(aflw_small), "--mirror", "--json", str(mirrored), "--progress"]) == 0
+    )
+    out, err = capsys.readouterr()
+    x = faces.crops(workflow.model_input_size(int8)).astype(np.float32)
+    both = angles.average_with_mirror(workflow.predict_model(int8, x), workflow.predict_model(int8, x[:, :, ::-1]))
+    assert json.loads(mirrored.read_text())["mean"] == pytest.approx(
+        angles.mean_absolute_errors(both, faces.poses)["mean"]
+    )
+    assert json.loads(mirrored.read_text())["mirror"] is True and "+ mirror" in out and f"/{2 * len(faces)} " in err
 
 
 def test_data_crop_writes_fsanet_npz(aflw_small, tmp_path, capsys):

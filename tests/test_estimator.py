@@ -203,3 +203,20 @@ def test_head_pose_stays_a_three_angle_tuple():
     import pickle
 
     assert pickle.loads(pickle.dumps(pose)).saturated and pose._replace(yaw=1.0).saturated
+
+
+def test_mirroring_is_symmetric_and_survives_pickling():
+    """With ``mirror`` a mirrored face gets exactly the mirrored pose (yaw and roll negated), unlike without."""
+    import pickle
+
+    from qa_headpose.core.angles import flip_pose
+
+    _, crops, _ = _sample_inputs()
+    flipped = [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+    for mirror in (True, False):
+        est = HeadPoseEstimator(num_threads=1, mirror=mirror)
+        poses = np.array(est.predict_batch(crops))
+        gap = np.abs(flip_pose(np.array(est.predict_batch(flipped))) - poses).max()
+        assert gap < 1e-4 if mirror else gap > 0.3
+    again = pickle.loads(pickle.dumps(est := HeadPoseEstimator(mirror=True)))
+    assert again.mirror and again.predict(crops[0]) == est.predict(crops[0])

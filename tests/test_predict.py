@@ -334,6 +334,19 @@ def test_shipped_model_on_the_sample(capsys):
     assert abs(row["yaw"]) < 20 and abs(row["pitch"]) < 25 and abs(row["roll"]) < 15
 
 
+def test_mirror_flag_gives_the_mirroring_estimators_poses(capsys, tmp_path):
+    """``--mirror``: the rows are `HeadPoseEstimator(mirror=True)`'s, not the plain model's."""
+    code, _, err = _run(capsys, "--mirror", "--json", tmp_path / "m.json")
+    assert code == 0, err
+    (row,) = json.loads((tmp_path / "m.json").read_text())["faces"]
+    image = cv2.imread(str(SAMPLE_IMAGE))
+    (mirrored,) = HeadPoseEstimator(mirror=True).predict_image(image)
+    (plain,) = HeadPoseEstimator().predict_image(image)
+    got = np.array([row["yaw"], row["pitch"], row["roll"]])
+    np.testing.assert_allclose(got, mirrored.pose, atol=0.01)
+    assert np.abs(got - np.array(plain.pose)).max() > 0.1
+
+
 def test_shipped_model_on_aflw2000_val_faces(capsys, tmp_path, aflw_dir):
     pytest.importorskip("scipy")
     from qa_headpose.datasets.mat import read_mat_label

@@ -187,7 +187,7 @@ def test_health_models_openapi_page(server):
     assert (
         model["name"] == "accurate" and model["file"] == "headpose_accurate_int8.tflite" and model["input_size"] == 128
     )
-    assert len(model["sha256"]) == 12 and models["version"]
+    assert len(model["sha256"]) == 12 and models["version"] and model["mirror"] is False
     status, _, spec = request(server, "GET", "/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.") and "/v1/poses" in spec["paths"]
     status, resp, html = request(server, "GET", "/")
@@ -417,3 +417,20 @@ def test_cli_refuses_a_bad_model_with_exit_2(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("qa-headpose serve: error:") and "Traceback" not in result.stderr
+
+
+def test_mirror_server_answers_what_a_mirroring_estimator_does(tmp_path):
+    """``serve --mirror``: poses of `HeadPoseEstimator(mirror=True)`, and /v1/models says so."""
+    proc, url, _ = start_server(tmp_path, "--threads", "1", "--mirror")
+    try:
+        host, port = url[len("http://") :].rstrip("/").rsplit(":", 1)
+        mirrored = {"host": host, "port": int(port)}
+        payload = SAMPLE.read_bytes()
+        status, _, answer = request(mirrored, "POST", "/v1/poses", payload, {"Content-Type": "image/jpeg"})
+        assert status == 200, answer
+        assert got_faces(answer) == expected_faces(HeadPoseEstimator(num_threads=1, mirror=True), payload)
+        assert got_faces(answer) != expected_faces(HeadPoseEstimator(num_threads=1), payload)
+        status, _, models = request(mirrored, "GET", "/v1/models")
+        assert status == 200 and models["models"][0]["mirror"] is True
+    finally:
+        stop_server(proc)

@@ -119,3 +119,24 @@ def test_estimator_by_name_on_a_real_face(aflw_faces):
         assert mae < 15
     with pytest.raises(ModelError, match="No|not found|missing"):
         HeadPoseEstimator("no-such-model.tflite")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mirroring_averages_both_passes_and_helps_on_val(name, aflw_dir):
+    """``mirror``: one call on crops + mirrors equals the mean of two separate calls, and lowers the val MAE."""
+    from qa_headpose.core.angles import flip_pose
+    from qa_headpose.datasets.splits import split_train_val
+    from qa_headpose.training import workflow
+
+    faces, _ = workflow.load_filtered([aflw_dir])
+    _, val = split_train_val(faces)
+    runner = TFLiteRunner(registry.shipped_model_path(name))
+    x = val.crops(runner.input_size)[:16].astype(np.float32)
+    direct, of_mirror = runner(x), runner(np.ascontiguousarray(x[:, :, ::-1]))
+    pose, saturated = runner.run(x, mirror=True)
+    np.testing.assert_allclose(pose, (direct + flip_pose(of_mirror)) / 2, atol=1e-4)
+    assert saturated.shape == (16, 3) and not saturated.any()
+    assert np.abs(direct - flip_pose(of_mirror)).mean() > 0.5  # the two passes do differ
+    plain = _card(name)["val_mae"][SHIPPED]["mean"]
+    metrics, _ = workflow.evaluate_model(registry.shipped_model_path(name), val, mirror=True)
+    assert metrics["count"] == len(val) and metrics["mean"] < plain - 0.03

@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="aflw2000_val", help="committed val list name, or 'hash'")
     p.add_argument("--phase", choices=("float", "qat"), default="qat", help="which Keras model of a run folder")
     p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument(
+        "--mirror", action="store_true", help="average each face with its mirror image (as predict --mirror)"
+    )
     p.add_argument("--expect-int8", action="store_true", help="fail unless the model is a full-int8 .tflite")
     p.add_argument("--json", type=Path, help="write the metrics as JSON")
     p.add_argument("--plot", type=Path, help="write abs error vs ground-truth yaw as PNG")
@@ -36,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
     split = None if args.split == "hash" else args.split
     with Progress(args) as progress:
         metrics, pred, faces, counts = workflow.evaluate_on_data(
-            args.model, args.data, args.subset, split, args.phase, args.threads, args.expect_int8, progress
+            args.model, args.data, args.subset, split, args.phase, args.threads, args.expect_int8, progress, args.mirror
         )
     label = f"{args.model}" + (f" [{args.phase}]" if args.model.suffix != ".tflite" else "")
+    label += " + mirror" if args.mirror else ""
     print(format_mae(label, metrics) + f"  (dropped by |angle|<=99: {counts['dropped']})")
     if args.json:
         write_json(
@@ -47,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
                 "model": str(args.model),
                 "data": args.data,
                 "subset": args.subset,
+                "mirror": args.mirror,
                 **metrics,
                 "dropped": counts["dropped"],
             },

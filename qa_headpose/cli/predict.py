@@ -26,6 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="images, folders of images, video files (none: the shipped sample image)")
     p.add_argument("--cam", type=camera_index, metavar="N", help="read webcam N instead of paths (Ctrl-C stops)")
     p.add_argument("--model", help="'accurate' (default, 128x128), 'fast' (80x80) or a head-pose .tflite path")
+    p.add_argument(
+        "--mirror",
+        action="store_true",
+        help="average each face with its mirror image: ~0.08 deg better, ~2x model time",
+    )
     p.add_argument("--detector", default="short", help="'short' (default), 'full' (small faces) or a .tflite")
     p.add_argument("--threads", type=positive_int, default=2, help="interpreter threads")
     p.add_argument(
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         inputs=tuple(args.paths),
         camera=args.cam,
         model=args.model,
+        mirror=args.mirror,
         detector=args.detector,
         threads=args.threads,
         max_faces=args.max_faces,

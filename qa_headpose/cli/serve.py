@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=port, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     p.add_argument("--model", help="model name (accurate, fast) or head-pose .tflite path (default: the shipped model)")
     p.add_argument("--threads", type=positive_int, default=2, help="inference worker threads (default 2)")
+    p.add_argument("--mirror", action="store_true", help="average each face with its mirror image (~2x model time)")
     g = p.add_argument_group("limits")
     g.add_argument("--max-body-mb", type=positive_float, default=20.0, help="largest request body, MiB (default 20)")
     g.add_argument(
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         model=args.model,
         threads=args.threads,
+        mirror=args.mirror,
         max_body_bytes=int(args.max_body_mb * MB),
         max_pixels=args.max_pixels,
         max_pending=args.max_pending,

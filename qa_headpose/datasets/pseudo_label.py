@@ -22,11 +22,10 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from qa_headpose.core.angles import average_with_mirror, flip_pose
 from qa_headpose.core.atomic import sha256_bytes, write_bytes, write_json
 from qa_headpose.datasets.aflw_extra import PSEUDO_COLUMNS, load_aflw_extra
 from qa_headpose.inference.preprocess import crop_face
-
-_FLIP = np.array([-1.0, 1.0, -1.0], np.float32)
 
 
 def teacher_predict(
@@ -46,9 +45,9 @@ def teacher_predict(
     per_model, mirror = [], []
     for run in runners:
         inputs = by_size[run.input_size] if by_size is not None else x
-        direct, flipped = run(inputs), run(np.ascontiguousarray(inputs[:, :, ::-1])) * _FLIP
-        per_model.append((direct + flipped) / 2)
-        mirror.append(np.abs(direct - flipped))
+        direct, of_mirror = run(inputs), run(np.ascontiguousarray(inputs[:, :, ::-1]))
+        per_model.append(average_with_mirror(direct, of_mirror))
+        mirror.append(np.abs(direct - flip_pose(of_mirror)))
     stack = np.stack(per_model)
     pose = stack.mean(0)
     return {"pose": pose, "mirror": np.mean(mirror, 0), "spread": np.abs(stack - pose).mean((0, 2))}

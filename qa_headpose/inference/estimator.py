@@ -42,6 +42,9 @@ class HeadPoseEstimator:
         require_int8: refuse a model that is not full-int8 (e.g. a float32 export).
         max_concurrency: most calls that run at the same time (interpreters per model);
             None for the number of CPUs this process may use.
+        mirror: test-time mirroring: each face and its mirror image go through the model
+            together and the pose is their mean (`TFLiteRunner.run`); about 0.08 degrees
+            more accurate for the shipped models, at about twice the model's time per face.
 
     Raises:
         ModelError: if the model is missing, corrupt, not a head-pose TFLite model,
@@ -61,7 +64,9 @@ class HeadPoseEstimator:
         num_threads: int = 2,
         require_int8: bool = False,
         max_concurrency: int | None = None,
+        mirror: bool = False,
     ) -> None:
+        self.mirror = bool(mirror)
         self.model_path = registry.resolve_model(model_path)
         if not self.model_path.exists():
             if self.model_path.parent == registry.MODELS_DIR:
@@ -88,7 +93,7 @@ class HeadPoseEstimator:
 
     def __reduce__(self) -> tuple:
         # Interpreters and locks do not pickle: rebuild from the settings in the other process.
-        state = (self.model_path, self.runner.num_threads, self.require_int8, self.max_concurrency)
+        state = (self.model_path, self.runner.num_threads, self.require_int8, self.max_concurrency, self.mirror)
         return (_rebuild_estimator, (type(self), state, self._detector))
 
     @property
@@ -143,7 +148,7 @@ class HeadPoseEstimator:
                 f"predict_batch takes (n, H, W, 3) or a list of crops. Received: {type(face_crops).__name__}"
             ) from None
         x = to_model_input(face_crops, self.input_size)
-        degrees, saturated = self.runner.run(x)
+        degrees, saturated = self.runner.run(x, mirror=self.mirror)
         return [from_model_output(row, flags) for row, flags in zip(degrees, saturated)]
 
     @property
@@ -201,8 +206,8 @@ class HeadPoseEstimator:
 
 def _rebuild_estimator(cls: type, state: tuple, detector) -> HeadPoseEstimator:
     """Unpickles a `HeadPoseEstimator`: a new one with the same settings and detector."""
-    model_path, num_threads, require_int8, max_concurrency = state
-    estimator = cls(model_path, num_threads, require_int8, max_concurrency)
+    model_path, num_threads, require_int8, max_concurrency, mirror = state
+    estimator = cls(model_path, num_threads, require_int8, max_concurrency, mirror)
     if detector is not None:
         estimator.detector = detector
     return estimator

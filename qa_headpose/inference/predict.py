@@ -77,6 +77,7 @@ class PredictConfig:
             runs on the shipped sample image.
         camera: webcam index instead of inputs, or None.
         model: head-pose .tflite; None for the shipped model.
+        mirror: average each face's pose with its mirror image's (`HeadPoseEstimator`'s ``mirror``).
         detector: shipped face detector ("short", "full") or a BlazeFace .tflite.
         threads: interpreter threads (detector and head-pose model).
         max_faces: at most this many faces per image or frame (best detector score); None for all.
@@ -95,6 +96,7 @@ class PredictConfig:
     inputs: tuple[str, ...] = ()
     camera: int | None = None
     model: str | None = None
+    mirror: bool = False
     detector: str = "short"
     threads: int = 2
     max_faces: int | None = None
@@ -278,7 +280,7 @@ def make_estimator(cfg: PredictConfig):
     from qa_headpose.inference.estimator import HeadPoseEstimator
 
     with _native_stderr_silenced():
-        estimator = HeadPoseEstimator(cfg.model, num_threads=cfg.threads)
+        estimator = HeadPoseEstimator(cfg.model, num_threads=cfg.threads, mirror=cfg.mirror)
         estimator.detector = FaceDetector(cfg.detector, num_threads=cfg.threads, min_score=cfg.min_score)
     return estimator
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import numpy as np
 
+from qa_headpose.core.angles import average_with_mirror
 from qa_headpose.core.atomic import sha256_bytes
 from qa_headpose.core.errors import ModelError
 
@@ -336,11 +337,12 @@ class TFLiteRunner:
         """The model's output -> float32 degrees."""
         return dequantize(y, self.output_dtype, self.output_quantization)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, mirror: bool = False) -> np.ndarray:
         """Runs the model (thread-safe).
 
         Args:
             x: float32 (batch, S, S, 3) BGR pixels in [0, 255] (`preprocess.to_model_input`).
+            mirror: average each crop's pose with its mirror image's (see `run`).
 
         Returns:
             float32 (batch, 3): (yaw, pitch, roll) in degrees.
@@ -348,16 +350,22 @@ class TFLiteRunner:
         Raises:
             ValueError: if ``x`` has another shape, is not real-valued, or holds NaN/inf.
         """
-        return self.run(x)[0]
+        return self.run(x, mirror)[0]
 
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, x: np.ndarray, mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Runs the model and says which outputs lie at an end of the output's integer range (thread-safe).
 
         An int8 output at -128 or 127 (for the shipped model -100 and +99.22 degrees) is
         saturated: the true angle may lie anywhere beyond it.
 
+        With ``mirror``, every crop and its horizontal mirror go through the model in one
+        call (a batch twice as large) and each pose is their mean, the mirror's flipped back
+        (`angles.average_with_mirror`): more accurate, at about twice the model's time. An
+        angle is saturated when it is in either of the two.
+
         Args:
             x: float32 (batch, S, S, 3) BGR pixels in [0, 255] (`preprocess.to_model_input`).
+            mirror: test-time mirroring, as above.
 
         Returns:
             (float32 (batch, 3) degrees (yaw, pitch, roll), bool (batch, 3) saturated);
@@ -367,6 +375,10 @@ class TFLiteRunner:
             ValueError: if ``x`` has another shape, is not real-valued, or holds NaN/inf.
         """
         x = check_model_input(x, self.input_size)
+        if mirror:
+            n = len(x)
+            degrees, saturated = self.run(np.concatenate([x, x[:, :, ::-1]]))
+            return average_with_mirror(degrees[:n], degrees[n:]), saturated[:n] | saturated[n:]
         q = self.quantize_input(x)
         with self._pool.borrow() as slot:
             self._resize(slot, len(x))

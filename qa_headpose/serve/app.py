@@ -75,6 +75,7 @@ class ServeConfig:
         port: TCP port; 0 picks a free one.
         model: head-pose model name or .tflite path, passed to `HeadPoseEstimator`; None for the shipped one.
         threads: inference worker threads, each with its own estimator (one interpreter thread each).
+        mirror: average each face's pose with its mirror image's (`HeadPoseEstimator`'s ``mirror``).
         max_body_bytes: largest request body, bytes (413 beyond it, before reading the rest).
         max_pixels: largest image, width x height from its header (413 beyond it, before decoding).
         max_pending: requests in the server at once, uploading, queued or running (503 beyond it).
@@ -85,6 +86,7 @@ class ServeConfig:
     port: int = 8000
     model: str | None = None
     threads: int = 2
+    mirror: bool = False
     max_body_bytes: int = 20 * 2**20
     max_pixels: int = 2**25
     max_pending: int = 32
@@ -394,13 +396,14 @@ def create_app(cfg: ServeConfig | None = None) -> Starlette:
         OSError: if the page's files are missing from the install.
     """
     cfg = cfg or ServeConfig()
-    pool = EstimatorPool(lambda: HeadPoseEstimator(cfg.model, num_threads=1), cfg.threads)
+    pool = EstimatorPool(lambda: HeadPoseEstimator(cfg.model, num_threads=1, mirror=cfg.mirror), cfg.threads)
     first = pool.estimators[0]
     model_path = Path(first.model_path)
     model_info = {
         "name": cfg.model or registry.DEFAULT_MODEL_NAME,
         "file": model_path.name,
         "input_size": int(first.input_size),
+        "mirror": cfg.mirror,
         "sha256": _sha256_prefix(model_path),
         "version": __version__,
         "detector": "short",

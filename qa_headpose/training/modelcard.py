@@ -43,11 +43,14 @@ def sample_inputs() -> tuple[np.ndarray, np.ndarray]:
     return crop, frame
 
 
-def time_end_to_end(model_path: str | os.PathLike, threads: int, runs: int = 200, warmup: int = 20) -> dict:
-    """p50/p90 (ms) of ``predict`` on a 420-px crop and of ``predict_image`` on a 640x480 frame."""
+def time_end_to_end(
+    model_path: str | os.PathLike, threads: int, runs: int = 200, warmup: int = 20, mirror: bool = False
+) -> dict:
+    """p50/p90 (ms) of ``predict`` on a 420-px crop and of ``predict_image`` on a 640x480 frame (``mirror``: with
+    test-time mirroring)."""
     from qa_headpose.inference.estimator import HeadPoseEstimator
 
-    estimator = HeadPoseEstimator(model_path, num_threads=threads)
+    estimator = HeadPoseEstimator(model_path, num_threads=threads, mirror=mirror)
     crop, frame = sample_inputs()
     out = {}
     for what, call in (

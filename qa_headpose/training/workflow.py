@@ -401,15 +401,28 @@ def evaluate_model(
     phase: str = "qat",
     num_threads: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    mirror: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Per-angle MAE of a model on FSA-Net crops of ``faces``; ``progress`` as `predict_model`'s.
+
+    ``mirror``: each pose is the mean of the crop's and its mirror image's (`angles.average_with_mirror`).
 
     Returns:
         (metrics dict: yaw/pitch/roll/mean degrees and count, predictions (n, 3) degrees).
     """
-    size = model_input_size(model_path)
-    pred = predict_model(model_path, faces.crops(size).astype(np.float32), phase, num_threads, progress)
+    x = faces.crops(model_input_size(model_path)).astype(np.float32)
+    passes = (x, np.ascontiguousarray(x[:, :, ::-1])) if mirror else (x,)
+    preds = []
+    for i, inputs in enumerate(passes):
+        step = None if progress is None else functools.partial(_pass_progress, progress, i, len(passes))
+        preds.append(predict_model(model_path, inputs, phase, num_threads, step))
+    pred = angles.average_with_mirror(*preds) if mirror else preds[0]
     return angles.mean_absolute_errors(pred, faces.poses), pred
+
+
+def _pass_progress(progress: Callable[[int, int], None], index: int, passes: int, done: int, total: int) -> None:
+    """Reports pass ``index`` of ``passes`` over the same faces as one count of faces x passes."""
+    progress(index * total + done, passes * total)
 
 
 def plot_errors(pred: np.ndarray, true: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
@@ -486,6 +499,7 @@ def evaluate_on_data(
     num_threads: int = 2,
     expect_int8: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    mirror: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray, FaceSet, dict[str, int]]:
     """Per-angle MAE of a model on data paths, the cheap checks first (missing data, then a bad model).
 
@@ -505,7 +519,7 @@ def evaluate_on_data(
     stage = (lambda name: functools.partial(progress, name)) if progress is not None else (lambda name: None)
     faces, counts = load_filtered(data, progress=stage("reading"))
     faces = select_faces(faces, subset, split)
-    metrics, pred = evaluate_model(model_path, faces, phase, num_threads, stage("predicting"))
+    metrics, pred = evaluate_model(model_path, faces, phase, num_threads, stage("predicting"), mirror)
     return metrics, pred, faces, counts
 
 
