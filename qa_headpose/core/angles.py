@@ -152,7 +152,7 @@ def average_with_mirror(direct: np.ndarray, of_mirror: np.ndarray) -> np.ndarray
     """The mean of a crop's pose and the pose its mirror image gives, flipped back (test-time mirroring).
 
     A model's errors on a face and on its mirror image are partly independent, so the mean
-    is more accurate than either (about 0.1 degree for the shipped models, docs/extra_faces.md).
+    is more accurate than either (0.06-0.08 degrees for the shipped models, docs/extra_faces.md).
 
     Args:
         direct: (..., 3) degrees predicted for the crops.

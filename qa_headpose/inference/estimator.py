@@ -43,7 +43,7 @@ class HeadPoseEstimator:
         max_concurrency: most calls that run at the same time (interpreters per model);
             None for the number of CPUs this process may use.
         mirror: test-time mirroring: each face and its mirror image go through the model
-            together and the pose is their mean (`TFLiteRunner.run`); about 0.08 degrees
+            together and the pose is their mean (`TFLiteRunner.run`); 0.06-0.08 degrees
             more accurate for the shipped models, at about twice the model's time per face.
 
     Raises:
