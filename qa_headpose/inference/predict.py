@@ -76,8 +76,7 @@ class PredictConfig:
         inputs: image files, folders of images and video files; empty (and no camera)
             runs on the shipped sample image.
         camera: webcam index instead of inputs, or None.
-        model: head-pose .tflite; None for the shipped model.
-        mirror: average each face's pose with its mirror image's (`HeadPoseEstimator`'s ``mirror``).
+        model, mirror: `HeadPoseEstimator`'s model (None: the shipped one) and test-time mirroring.
         detector: shipped face detector ("short", "full") or a BlazeFace .tflite.
         threads: interpreter threads (detector and head-pose model).
         max_faces: at most this many faces per image or frame (best detector score); None for all.
