@@ -687,6 +687,12 @@ CASES: list[tuple[str, Call, Any, Any]] = [
         "expected a positive integer, got 'abc'",
     ),
     (
+        "cli/qat-distill-over-1",
+        lambda c: ["train", "--preset", "tiny", "--out", c.gone("run"), "--qat-distill", "2"],
+        2,
+        "expected a probability in [0, 1], got '2'",
+    ),
+    (
         "cli/min-score-over-1",
         lambda c: ["predict", SAMPLE_IMAGE, "--model", c.int8, "--min-score", "1.5"],
         2,

@@ -84,3 +84,26 @@ def test_qat_only_run_refuses_to_replace_an_earlier_runs_weights(
     with pytest.raises(FileExistsError, match="already holds a training run"):
         workflow.train_run(run, prepared, tiny_model_config, other, qat, verbose=0)
     assert (run / "float" / "best.weights.h5").read_bytes() == before
+
+
+def test_distilled_qat_learns_the_float_models_outputs(tiny_run, tiny_model_config, synthetic_faces, tmp_path):
+    """QATConfig.distill=1: the QAT targets are the float model's outputs on the augmented crops, not the labels."""
+    import csv
+
+    from qa_headpose.training import workflow
+    from qa_headpose.training.config import QATConfig, TrainConfig
+
+    prepared = workflow.PreparedData(synthetic_faces.subset(range(24)), synthetic_faces.subset(range(24, 32)), {})
+    train = TrainConfig(epochs=0, batch_size=8, init_weights=str(tiny_run / "float" / "best.weights.h5"))
+    losses = {}
+    for distill in (0.0, 1.0):
+        run = tmp_path / f"distill{distill}"
+        qat = QATConfig(epochs=1, batch_size=8, learning_rate=1e-7, distill=distill)
+        workflow.train_run(run, prepared, tiny_model_config, train, qat, verbose=0)
+        with open(run / "qat" / "log.csv") as f:
+            losses[distill] = float(next(csv.DictReader(f))["loss"])
+        assert workflow.read_run_config(run)["qat"].distill == distill
+    # The quantized copy differs from its float model by far less than the float model errs on the labels.
+    assert losses[1.0] < 0.5 * losses[0.0], losses
+    with pytest.raises(ValueError, match="distill must be in"):
+        QATConfig(distill=1.5)

@@ -58,6 +58,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("QAT phase")
     g.add_argument("--qat-epochs", type=positive_int)
     g.add_argument("--qat-learning-rate", type=positive_float)
+    g.add_argument(
+        "--qat-distill",
+        type=probability,
+        help="weight of the float model's outputs in the QAT targets (1: copy the float model; default 0: labels)",
+    )
     g = p.add_argument_group("augmentation (train split only)")
     g.add_argument("--no-augment", action="store_true", help="no augmentation at all")
     g.add_argument("--no-flip", action="store_true")

@@ -143,6 +143,9 @@ class QATConfig:
         learning_rate: peak learning rate (cosine decay).
         seed: seed of the shuffling and augmentation.
         augment: the augmentation of the train split.
+        distill: weight of the float model's own outputs in the targets (the rest is the
+            labels'): at 1 the quantized model learns to copy the float model it starts
+            from (self-distillation), which makes QAT on a small set far less seed-dependent.
     """
 
     epochs: int = 10
@@ -150,6 +153,11 @@ class QATConfig:
     learning_rate: float = 5e-5
     seed: int = 1
     augment: AugmentConfig = AugmentConfig()
+    distill: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.distill <= 1.0:
+            raise ValueError(f"distill must be in [0, 1]. Received: distill={self.distill}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -129,6 +129,7 @@ TRAIN_OPTIONS = (
     "seed",
     "qat_epochs",
     "qat_learning_rate",
+    "qat_distill",
     "no_augment",
     "no_flip",
     "rotate_deg",
@@ -212,6 +213,7 @@ def train_configs(preset: str | None = None, **options):
         learning_rate=pick("qat_learning_rate", qat.learning_rate),
         seed=seed + 1,
         augment=aug,
+        distill=pick("qat_distill", qat.distill),
     )
     data = opt["data"] or ([recipe["data"]] if recipe.get("data") else None)
     if not data:

@@ -97,10 +97,14 @@ def make_distributed_input(
     seed: int,
     start_epoch: int,
     epochs: int,
+    teacher: keras.Model | None = None,
+    distill: float = 0.0,
 ):
     """`make_train_dataset` as a Keras ``DatasetCreator``: one shard per input pipeline (worker).
 
-    ``batch_size`` is the global batch; each replica gets ``batch_size / replicas``.
+    ``batch_size`` is the global batch; each replica gets ``batch_size / replicas``. With a
+    ``teacher``, each target is ``(1 - distill) * label + distill * teacher(crop)``, the
+    teacher seeing the augmented crop the model sees.
 
     Returns:
         A ``keras.utils.experimental.DatasetCreator`` for ``Model.fit`` under a strategy.
@@ -111,6 +115,8 @@ def make_distributed_input(
         local = batch_size // context.num_input_pipelines
         shards = (context.num_input_pipelines, context.input_pipeline_id)
         ds = make_train_dataset(faces, size, batch_size, augment, seed, start_epoch, epochs, *shards)
+        if teacher is not None and distill:
+            ds = ds.map(lambda x, y: (x, (1.0 - distill) * y + distill * teacher(x, training=False)))
         # A worker with several local replicas hands them per-replica slices of its batch.
         return ds.unbatch().batch(per_replica, drop_remainder=True) if per_replica != local else ds
 
@@ -193,6 +199,7 @@ def fit_phase(
     verbose: int = 2,
     strategy: tf.distribute.Strategy | None = None,
     restore_dir: str | os.PathLike | None = None,
+    teacher: keras.Model | None = None,
 ) -> dict[str, float]:
     """Trains one phase (float or QAT) and leaves ``best.weights.h5`` in ``workdir``.
 
@@ -216,6 +223,8 @@ def fit_phase(
             is the global batch, split across its replicas.
         restore_dir: with ``resume``, restore from this folder's checkpoint if it has
             one (a non-chief worker writes elsewhere but resumes from the chief's).
+        teacher: the model whose outputs a QAT config's ``distill`` mixes into the targets
+            (the float model QAT starts from); the val MAE is always against the labels.
 
     Returns:
         dict with ``best_val_mae`` (degrees) and ``epochs_run``.
@@ -259,7 +268,8 @@ def fit_phase(
     if start >= cfg.epochs:
         return {"best_val_mae": best, "epochs_run": 0}
 
-    ds = make_distributed_input(train, size, cfg.batch_size, cfg.augment, cfg.seed, start, cfg.epochs)
+    distill = getattr(cfg, "distill", 0.0)
+    ds = make_distributed_input(train, size, cfg.batch_size, cfg.augment, cfg.seed, start, cfg.epochs, teacher, distill)
     log_path = workdir / "log.csv"
     if start > 0:
         truncate_log(log_path, start)

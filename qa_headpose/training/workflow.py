@@ -239,8 +239,9 @@ def train_run(
     with strategy.scope():
         qat_model = make_qat_model(model)
     qat_dir = own_dir / "qat"
+    teacher = best_float if qat_cfg.distill else None
     done = fit_phase(
-        qat_model, prepared.train, val_x, val_y, qat_cfg, qat_dir, resume, verbose, strategy, run_dir / "qat"
+        qat_model, prepared.train, val_x, val_y, qat_cfg, qat_dir, resume, verbose, strategy, run_dir / "qat", teacher
     )
     qat_model = build_qat_model(model_cfg, str(_best_weights(qat_dir, run_dir / "qat")))
     summary["qat"] = {**done, "seconds": round(time.perf_counter() - start, 1), **_val_mae(qat_model, val_x, val_y)}
