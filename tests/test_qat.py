@@ -107,3 +107,9 @@ def test_distilled_qat_learns_the_float_models_outputs(tiny_run, tiny_model_conf
     assert losses[1.0] < 0.5 * losses[0.0], losses
     with pytest.raises(ValueError, match="distill must be in"):
         QATConfig(distill=1.5)
+    from qa_headpose.training.model import build_model
+    from qa_headpose.training.train import fit_phase
+
+    x = synthetic_faces.crops(tiny_model_config.input_size).astype(np.float32)
+    with pytest.raises(ValueError, match="needs the teacher"):
+        fit_phase(build_model(tiny_model_config), synthetic_faces, x, synthetic_faces.poses, qat, tmp_path / "none")

@@ -228,7 +228,13 @@ def fit_phase(
 
     Returns:
         dict with ``best_val_mae`` (degrees) and ``epochs_run``.
+
+    Raises:
+        ValueError: for a ``distill`` config without a ``teacher``.
     """
+    distill = getattr(cfg, "distill", 0.0)
+    if distill and teacher is None:
+        raise ValueError("distill > 0 needs the teacher model (the float model QAT starts from)")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(workdir)
@@ -268,7 +274,6 @@ def fit_phase(
     if start >= cfg.epochs:
         return {"best_val_mae": best, "epochs_run": 0}
 
-    distill = getattr(cfg, "distill", 0.0)
     ds = make_distributed_input(train, size, cfg.batch_size, cfg.augment, cfg.seed, start, cfg.epochs, teacher, distill)
     log_path = workdir / "log.csv"
     if start > 0:
