@@ -38,14 +38,19 @@ BODY_TIMEOUT_S = 3
 FACE_KEYS = ("face", "box", "score", "yaw", "pitch", "roll")
 
 
+def endpoint(url: str) -> dict:
+    """What `request` needs of a server: its URL, host and port."""
+    host, port = url[len("http://") :].rstrip("/").rsplit(":", 1)
+    return {"url": url, "host": host, "port": int(port)}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     limits = ["--max-body-mb", str(MAX_BODY_MB), "--max-pixels", str(MAX_PIXELS), "--max-pending", str(MAX_PENDING)]
     proc, url, err = start_server(
         tmp_path_factory.mktemp("serve"), "--threads", "2", *limits, "--body-timeout", str(BODY_TIMEOUT_S)
     )
-    host, port = url[len("http://") :].rstrip("/").rsplit(":", 1)
-    yield {"url": url, "host": host, "port": int(port), "stderr": err, "proc": proc}
+    yield {**endpoint(url), "stderr": err, "proc": proc}
     stop_server(proc)
 
 
@@ -423,8 +428,7 @@ def test_mirror_server_answers_what_a_mirroring_estimator_does(tmp_path):
     """``serve --mirror``: poses of `HeadPoseEstimator(mirror=True)`, and /v1/models says so."""
     proc, url, _ = start_server(tmp_path, "--threads", "1", "--mirror")
     try:
-        host, port = url[len("http://") :].rstrip("/").rsplit(":", 1)
-        mirrored = {"host": host, "port": int(port)}
+        mirrored = endpoint(url)
         payload = SAMPLE.read_bytes()
         status, _, answer = request(mirrored, "POST", "/v1/poses", payload, {"Content-Type": "image/jpeg"})
         assert status == 200, answer
