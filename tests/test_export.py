@@ -57,3 +57,21 @@ def test_save_tflite_refuses_garbage(tmp_path):
     with pytest.raises(ModelError):
         save_tflite(b"not a model at all, definitely", tmp_path / "x.tflite", "int8")
     assert not list(tmp_path.iterdir())
+
+
+def test_predict_model_mirrors_keras_runs_and_tflite_files_alike(tiny_run, synthetic_faces):
+    """``mirror``: the mean of the crops' and their mirror images' poses, whatever the model is.
+
+    The tiny int8 export rounds every output to 0, so the .tflite case uses the shipped `fast` model.
+    """
+    from qa_headpose.core import angles
+    from qa_headpose.inference import registry
+    from qa_headpose.training import workflow
+
+    for model, phase in ((tiny_run, "float"), (registry.shipped_model_path("fast"), "qat")):
+        x = synthetic_faces.crops(workflow.model_input_size(model)).astype(np.float32)
+        plain = workflow.predict_model(model, x, phase)
+        expected = angles.average_with_mirror(plain, workflow.predict_model(model, x[:, :, ::-1].copy(), phase))
+        mirrored = workflow.predict_model(model, x, phase, mirror=True)
+        np.testing.assert_allclose(mirrored, expected, atol=1e-3)
+        assert np.abs(mirrored - plain).max() > 0.01  # not a no-op

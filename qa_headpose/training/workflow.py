@@ -362,10 +362,13 @@ def predict_model(
     phase: str = "qat",
     num_threads: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    mirror: bool = False,
 ) -> np.ndarray:
     """(n, 3) degrees from a .tflite file or a run folder's float/QAT Keras model.
 
-    ``progress`` is called with (faces done, faces) after each batch.
+    ``progress`` is called with (faces done, faces) after each batch. ``mirror``: each pose is the
+    mean of the crop's and its mirror image's (`angles.average_with_mirror`); a .tflite runs both in
+    one call (`TFLiteRunner.run`), so the model is loaded once either way.
     """
     path = Path(model_path)
     if path.suffix == ".tflite":
@@ -374,13 +377,16 @@ def predict_model(
         runner = TFLiteRunner(path, num_threads=num_threads)
         out = []
         for i in range(0, len(x), 64):
-            out.append(runner(x[i : i + 64]))
+            out.append(runner(x[i : i + 64], mirror=mirror))
             if progress is not None:
                 progress(min(i + 64, len(x)), len(x))
         return np.concatenate(out)
     from qa_headpose.training.train import predict_keras
 
-    pred = predict_keras(load_keras_from_run(path, phase), x)
+    model = load_keras_from_run(path, phase)
+    pred = predict_keras(model, x)
+    if mirror:
+        pred = angles.average_with_mirror(pred, predict_keras(model, np.ascontiguousarray(x[:, :, ::-1])))
     if progress is not None:
         progress(len(x), len(x))
     return pred
@@ -412,18 +418,8 @@ def evaluate_model(
         (metrics dict: yaw/pitch/roll/mean degrees and count, predictions (n, 3) degrees).
     """
     x = faces.crops(model_input_size(model_path)).astype(np.float32)
-    passes = (x, np.ascontiguousarray(x[:, :, ::-1])) if mirror else (x,)
-    preds = []
-    for i, inputs in enumerate(passes):
-        step = None if progress is None else functools.partial(_pass_progress, progress, i, len(passes))
-        preds.append(predict_model(model_path, inputs, phase, num_threads, step))
-    pred = angles.average_with_mirror(*preds) if mirror else preds[0]
+    pred = predict_model(model_path, x, phase, num_threads, progress, mirror)
     return angles.mean_absolute_errors(pred, faces.poses), pred
-
-
-def _pass_progress(progress: Callable[[int, int], None], index: int, passes: int, done: int, total: int) -> None:
-    """Reports pass ``index`` of ``passes`` over the same faces as one count of faces x passes."""
-    progress(index * total + done, passes * total)
 
 
 def plot_errors(pred: np.ndarray, true: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
