@@ -88,6 +88,7 @@ if REPO is not None and importlib.util.find_spec("qa_headpose") is None:
 BASE = REPO / "notebooks" if REPO is not None else Path.cwd()  # relative parameters start here
 
 import qa_headpose
+from qa_headpose import evaluation
 from qa_headpose.training import presets, workflow
 from qa_headpose.training.config import ExportConfig
 
@@ -306,7 +307,7 @@ print("tensor dtypes of the int8 model's ops:", dict(dtypes))
 # %% [markdown]
 # ## 5. Evaluation of the `.tflite` on the validation split
 #
-# `workflow.evaluate_model` runs a `.tflite` through `TFLiteRunner` (LiteRT) on the FSA-Net
+# `evaluation.evaluate_model` runs a `.tflite` through `TFLiteRunner` (LiteRT) on the FSA-Net
 # crops of the validation faces. The Keras rows come from the run's `summary.json`; the shipped
 # model is listed when the package has one.
 
@@ -317,9 +318,9 @@ val = prepared.val
 results = {f"Keras {p}": summary[p]["val"] for p in ("float", "qat")}
 preds = {}
 for v, path in models.items():
-    results[path.name], preds[v] = workflow.evaluate_model(path, val)
+    results[path.name], preds[v] = evaluation.evaluate_model(path, val)
 if shipped.is_file():
-    results[f"shipped {shipped.name}"], _ = workflow.evaluate_model(shipped, val)
+    results[f"shipped {shipped.name}"], _ = evaluation.evaluate_model(shipped, val)
 rows = ["| model | yaw | pitch | roll | mean | faces |", "|---|---|---|---|---|---|"]
 for name, m in results.items():
     angles = " | ".join(f"{m[a]:.2f}" for a in ("yaw", "pitch", "roll"))
@@ -328,7 +329,7 @@ display(Markdown("MAE in degrees on the validation split\n\n" + "\n".join(rows))
 
 # %%
 errors_png = fig_dir / "errors_vs_yaw.png"
-workflow.plot_errors(preds["int8"], val.poses, errors_png, title=f"{models['int8'].name}, validation split")
+evaluation.plot_errors(preds["int8"], val.poses, errors_png, title=f"{models['int8'].name}, validation split")
 display(Image(filename=str(errors_png)))
 
 # %% [markdown]

@@ -79,10 +79,11 @@ def test_export_and_evaluate(cli_run, aflw_small, tmp_path, capsys):
     report, plot = tmp_path / "eval.json", tmp_path / "eval.png"
     assert main(["evaluate", str(int8), "--data", str(aflw_small), "--json", str(report), "--plot", str(plot)]) == 0
     metrics = json.loads(report.read_text())
-    from qa_headpose.training import workflow
+    from qa_headpose import evaluation
+    from qa_headpose.datasets import load
 
-    faces, counts = workflow.load_filtered([aflw_small])
-    expected, _ = workflow.evaluate_model(int8, faces)
+    faces, counts = load.load_filtered([aflw_small])
+    expected, _ = evaluation.evaluate_model(int8, faces)
     assert metrics["count"] == expected["count"] == len(faces)
     assert metrics["dropped"] == counts["dropped"]
     for key in ("yaw", "pitch", "roll", "mean"):
@@ -105,8 +106,8 @@ def test_export_and_evaluate(cli_run, aflw_small, tmp_path, capsys):
         main(["evaluate", str(int8), "--data", str(aflw_small), "--mirror", "--json", str(mirrored), "--progress"]) == 0
     )
     out, err = capsys.readouterr()
-    x = faces.crops(workflow.model_input_size(int8)).astype(np.float32)
-    both = angles.average_with_mirror(workflow.predict_model(int8, x), workflow.predict_model(int8, x[:, :, ::-1]))
+    x = faces.crops(evaluation.model_input_size(int8)).astype(np.float32)
+    both = angles.average_with_mirror(evaluation.predict_model(int8, x), evaluation.predict_model(int8, x[:, :, ::-1]))
     assert json.loads(mirrored.read_text())["mean"] == pytest.approx(
         angles.mean_absolute_errors(both, faces.poses)["mean"]
     )

@@ -37,13 +37,13 @@ def test_metadata_json_beside_each_model(tiny_tflite_models):
 
 
 def test_tflite_matches_keras(tiny_run, tiny_tflite_models, synthetic_faces):
-    from qa_headpose.training import workflow
+    from qa_headpose import evaluation
 
     x = synthetic_faces.crops(32).astype(np.float32)
-    qat_keras = workflow.predict_model(tiny_run, x, "qat")
-    float_keras = workflow.predict_model(tiny_run, x, "float")
-    int8 = workflow.predict_model(tiny_tflite_models["int8"], x)
-    f32 = workflow.predict_model(tiny_tflite_models["float32"], x)
+    qat_keras = evaluation.predict_model(tiny_run, x, "qat")
+    float_keras = evaluation.predict_model(tiny_run, x, "float")
+    int8 = evaluation.predict_model(tiny_tflite_models["int8"], x)
+    f32 = evaluation.predict_model(tiny_tflite_models["float32"], x)
     np.testing.assert_allclose(f32, float_keras, atol=1e-3)
     diff = np.abs(int8 - qat_keras)
     # Within a few output steps (0.78 deg): the int8 kernels round differently than fake-quant.
@@ -64,14 +64,14 @@ def test_predict_model_mirrors_keras_runs_and_tflite_files_alike(tiny_run, synth
 
     The tiny int8 export rounds every output to 0, so the .tflite case uses the shipped `fast` model.
     """
+    from qa_headpose import evaluation
     from qa_headpose.core import angles
     from qa_headpose.inference import registry
-    from qa_headpose.training import workflow
 
     for model, phase in ((tiny_run, "float"), (registry.shipped_model_path("fast"), "qat")):
-        x = synthetic_faces.crops(workflow.model_input_size(model)).astype(np.float32)
-        plain = workflow.predict_model(model, x, phase)
-        expected = angles.average_with_mirror(plain, workflow.predict_model(model, x[:, :, ::-1].copy(), phase))
-        mirrored = workflow.predict_model(model, x, phase, mirror=True)
+        x = synthetic_faces.crops(evaluation.model_input_size(model)).astype(np.float32)
+        plain = evaluation.predict_model(model, x, phase)
+        expected = angles.average_with_mirror(plain, evaluation.predict_model(model, x[:, :, ::-1].copy(), phase))
+        mirrored = evaluation.predict_model(model, x, phase, mirror=True)
         np.testing.assert_allclose(mirrored, expected, atol=1e-3)
         assert np.abs(mirrored - plain).max() > 0.01  # not a no-op

@@ -39,9 +39,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qa_headpose import HeadPose, HeadPoseEstimator, cli
+from qa_headpose import HeadPose, HeadPoseEstimator, cli, evaluation
 from qa_headpose.core.errors import DataError, ModelError
-from qa_headpose.datasets import biwi
+from qa_headpose.datasets import biwi, load
 from qa_headpose.datasets.load import load_faces
 from qa_headpose.datasets.mat import load_mat_folder
 from qa_headpose.datasets.npz import load_fsanet_npz
@@ -52,7 +52,6 @@ from qa_headpose.inference.predict import PredictConfig, run_predict
 from qa_headpose.inference.runtime import TFLiteRunner
 from qa_headpose.inference.sources import SAMPLE_IMAGE
 from qa_headpose.inference.video import open_camera, open_video
-from qa_headpose.training import workflow
 
 REPO = Path(__file__).resolve().parents[1]
 OK = "ok"
@@ -484,13 +483,13 @@ CASES: list[tuple[str, Call, Any, Any]] = [
     ),
     (
         "data/out-of-range-labels-dropped",
-        lambda c: workflow.load_filtered([c.faces_npz("x.npz", [[1, 2, 3], [500, 0, 0], [0, -120, 0]])]),
+        lambda c: load.load_filtered([c.faces_npz("x.npz", [[1, 2, 3], [500, 0, 0], [0, -120, 0]])]),
         OK,
         lambda r: len(r[0]) == 1 and r[1] == {"kept": 1, "dropped": 2},
     ),
     (
         "data/only-out-of-range-labels",
-        lambda c: workflow.load_filtered([c.faces_npz("x.npz", [[500, 0, 0], [0, 0, -181]])]),
+        lambda c: load.load_filtered([c.faces_npz("x.npz", [[500, 0, 0], [0, 0, -181]])]),
         DataError,
         "No face left after the |angle| <= 99.0 filter",
     ),
@@ -640,7 +639,7 @@ CASES: list[tuple[str, Call, Any, Any]] = [
     ),
     (
         "model/missing-evaluate-api",
-        lambda c: workflow.evaluate_model(c.tmp / "gone.tflite", load_fsanet_npz(c.faces_npz("x.npz", [[1, 2, 3]]))),
+        lambda c: evaluation.evaluate_model(c.tmp / "gone.tflite", load_fsanet_npz(c.faces_npz("x.npz", [[1, 2, 3]]))),
         ModelError,
         "Model file not found",
     ),

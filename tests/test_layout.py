@@ -2,6 +2,7 @@
 
 - inference imports neither datasets nor training nor TensorFlow/Keras, not even inside a function;
 - datasets import neither training nor TensorFlow/Keras;
+- evaluation imports training only inside functions (a Keras run folder), never TensorFlow itself;
 - core imports nothing of the package outside core;
 - no import cycle between modules or between subpackages;
 - no module over MAX_LINES lines, except the ones listed with a reason;
@@ -71,13 +72,15 @@ def _side(module: str) -> str:
     return parts[1] if len(parts) > 1 else "<root>"
 
 
-def _violations(side: str, forbidden_sides: tuple[str, ...], forbid_tf: bool) -> list[str]:
+def _violations(
+    side: str, forbidden_sides: tuple[str, ...], forbid_tf: bool, top_level_only: bool = False
+) -> list[str]:
     modules = _modules()
     bad = []
     for module, path in modules.items():
         if _side(module) != side:
             continue
-        for name in sorted(_imports(path, module, top_level_only=False)):
+        for name in sorted(_imports(path, module, top_level_only=top_level_only)):
             if forbid_tf and name.split(".")[0] in TF_MODULES:
                 bad.append(f"{module} imports {name}")
             target = _resolve(name, modules) if name.startswith("qa_headpose") else None
@@ -94,8 +97,14 @@ def test_datasets_import_no_training_or_tensorflow():
     assert _violations("datasets", ("training", "bench", "cli", "serve"), forbid_tf=True) == []
 
 
+def test_evaluation_needs_no_training_or_tensorflow_for_a_tflite():
+    """Evaluating an exported model needs numpy and LiteRT; only a Keras run folder imports training, lazily."""
+    assert _violations("evaluation", ("training", "bench", "cli", "serve"), forbid_tf=True, top_level_only=True) == []
+    assert _violations("evaluation", ("bench", "cli", "serve"), forbid_tf=True) == []
+
+
 def test_core_imports_nothing_of_the_package_outside_core():
-    others = ("inference", "datasets", "training", "bench", "cli", "serve", "benchmark", "pipeline_bench")
+    others = ("inference", "datasets", "evaluation", "training", "bench", "cli", "serve", "benchmark", "pipeline_bench")
     assert _violations("core", others, forbid_tf=True) == []
 
 

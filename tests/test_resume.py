@@ -108,6 +108,7 @@ def test_checkpoint_killed_mid_save_restores_the_previous_one(tmp_path):
 
 def test_sigkill_mid_epoch_then_resume(tmp_path, synthetic_faces):
     """A training run killed with SIGKILL mid-epoch resumes to the full epoch count, exports and evaluates."""
+    from qa_headpose import evaluation
     from qa_headpose.datasets.npz import load_fsanet_npz, save_fsanet_npz
     from qa_headpose.training import workflow
 
@@ -154,7 +155,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path, synthetic_faces):
     assert written["float32"]["file_size_bytes"] == tflite.stat().st_size > 0
     assert _leftovers(tmp_path / "export") == []
     faces = load_fsanet_npz(val)
-    metrics, pred = workflow.evaluate_model(tflite, faces)
+    metrics, pred = evaluation.evaluate_model(tflite, faces)
     assert pred.shape == (len(faces), 3) and np.isfinite(metrics["mean"])
     assert np.isfinite(summary["qat"]["val"]["mean"])  # the resumed run reloaded its QAT weights to evaluate them
 

@@ -87,12 +87,13 @@ def test_each_committed_model_is_reproduced_by_its_preset(preset):
 @pytest.mark.parametrize("name", NAMES)
 def test_shipped_model_scores_the_val_split_as_its_card_says(name, aflw_dir):
     """Re-measures the card's int8 val MAE from the real AFLW2000 files."""
+    from qa_headpose import evaluation
+    from qa_headpose.datasets import load
     from qa_headpose.datasets.splits import split_train_val
-    from qa_headpose.training import workflow
 
-    faces, _ = workflow.load_filtered([aflw_dir])
+    faces, _ = load.load_filtered([aflw_dir])
     _, val = split_train_val(faces)
-    metrics, _ = workflow.evaluate_model(registry.shipped_model_path(name), val)
+    metrics, _ = evaluation.evaluate_model(registry.shipped_model_path(name), val)
     card = _card(name)["val_mae"][SHIPPED]
     assert metrics["count"] == card["count"]
     assert metrics["mean"] == pytest.approx(card["mean"], abs=1e-3)
@@ -124,11 +125,12 @@ def test_estimator_by_name_on_a_real_face(aflw_faces):
 @pytest.mark.parametrize("name", NAMES)
 def test_mirroring_averages_both_passes_and_helps_on_val(name, aflw_dir):
     """``mirror``: one call on crops + mirrors equals the mean of two separate calls, and lowers the val MAE."""
+    from qa_headpose import evaluation
     from qa_headpose.core.angles import flip_pose
+    from qa_headpose.datasets import load
     from qa_headpose.datasets.splits import split_train_val
-    from qa_headpose.training import workflow
 
-    faces, _ = workflow.load_filtered([aflw_dir])
+    faces, _ = load.load_filtered([aflw_dir])
     _, val = split_train_val(faces)
     runner = TFLiteRunner(registry.shipped_model_path(name))
     x = val.crops(runner.input_size)[:16].astype(np.float32)
@@ -138,5 +140,5 @@ def test_mirroring_averages_both_passes_and_helps_on_val(name, aflw_dir):
     assert saturated.shape == (16, 3) and not saturated.any()
     assert np.abs(direct - flip_pose(of_mirror)).mean() > 0.5  # the two passes do differ
     plain = _card(name)["val_mae"][SHIPPED]["mean"]
-    metrics, _ = workflow.evaluate_model(registry.shipped_model_path(name), val, mirror=True)
+    metrics, _ = evaluation.evaluate_model(registry.shipped_model_path(name), val, mirror=True)
     assert metrics["count"] == len(val) and metrics["mean"] < plain - 0.03

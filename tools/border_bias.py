@@ -15,9 +15,9 @@ import argparse
 
 import numpy as np
 
+from qa_headpose.datasets import load
 from qa_headpose.datasets.splits import split_train_val
 from qa_headpose.inference.runtime import TFLiteRunner
-from qa_headpose.training import workflow
 from qa_headpose.training.augment import blacken_sides
 
 KEPT = (1.0, 0.85, 0.77)
@@ -34,7 +34,7 @@ def main() -> None:
     p.add_argument("models", nargs="+")
     p.add_argument("--data", default="../shared/data/AFLW2000")
     args = p.parse_args()
-    faces, _ = workflow.load_filtered([args.data])
+    faces, _ = load.load_filtered([args.data])
     _, val = split_train_val(faces)
     print("model | side kept | signed error yaw / pitch / roll | MAE yaw / pitch / roll | mean")
     for path in args.models:

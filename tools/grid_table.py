@@ -10,12 +10,14 @@ import json
 import sys
 from pathlib import Path
 
+from qa_headpose import evaluation
+from qa_headpose.datasets import load
 from qa_headpose.datasets.splits import split_train_val
-from qa_headpose.training import modelcard, workflow
+from qa_headpose.training import modelcard
 
 
 def main(runs: list[str]) -> int:
-    faces, _ = workflow.load_filtered(["../shared/data/AFLW2000"])
+    faces, _ = load.load_filtered(["../shared/data/AFLW2000"])
     _, val = split_train_val(faces)
     print(
         "| run | input | alpha | init | aug | epochs float+QAT | int8 yaw | int8 pitch | int8 roll | **int8 mean** "
@@ -29,7 +31,7 @@ def main(runs: list[str]) -> int:
             continue
         cfg = json.loads((run / "config.json").read_text())
         summary = json.loads((run / "summary.json").read_text())
-        m, _ = workflow.evaluate_model(int8, val)
+        m, _ = evaluation.evaluate_model(int8, val)
         float_mean = summary["float"]["val"]["mean"]
         lat = {t: modelcard.time_batch1(int8, t, runs=500)["p50_ms"] for t in (1, 2)}
         model, train, qat = cfg["model"], cfg["train"], cfg["qat"]

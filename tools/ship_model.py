@@ -17,9 +17,11 @@ import os
 import platform
 from pathlib import Path
 
+from qa_headpose import evaluation
+from qa_headpose.datasets import load
 from qa_headpose.datasets.pseudo_label import teacher_record
 from qa_headpose.datasets.splits import split_train_val
-from qa_headpose.training import modelcard, workflow
+from qa_headpose.training import modelcard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,7 +90,7 @@ def main() -> int:
     parser.add_argument("--command", required=True, help="the command that reproduces the run")
     args = parser.parse_args()
 
-    faces, _ = workflow.load_filtered([args.data])
+    faces, _ = load.load_filtered([args.data])
     _, val = split_train_val(faces)
     metrics = {}
     for label, model, phase in [
@@ -99,7 +101,7 @@ def main() -> int:
     ]:
         if phase is None and not Path(model).is_file():
             continue
-        metrics[label], _ = workflow.evaluate_model(model, val, phase or "qat")
+        metrics[label], _ = evaluation.evaluate_model(model, val, phase or "qat")
         print(label, json.dumps(metrics[label]))
     int8 = args.exported / "headpose_int8.tflite"
     latency = {t: modelcard.time_batch1(int8, t) for t in (1, 2)}

@@ -215,7 +215,7 @@ def _invocation() -> str:
 
 
 def _eval_data(args: argparse.Namespace):
-    from qa_headpose.training import workflow
+    from qa_headpose import evaluation
 
     split = None if args.split == "hash" else args.split
-    return workflow.benchmark_eval_data(args.data, args.subset, split, args.max_faces)
+    return evaluation.benchmark_eval_data(args.data, args.subset, split, args.max_faces)

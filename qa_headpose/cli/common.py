@@ -186,8 +186,12 @@ class Progress:
 
 
 def format_mae(label: str, m: dict) -> str:
-    """One line of per-angle MAE (degrees) and the face count."""
+    """One line of per-angle MAE (degrees) and the face count; "n/a" for an angle the data does not annotate."""
+
+    def deg(value: float) -> str:
+        return "n/a" if value != value else f"{value:.2f}"
+
     return (
-        f"{label}: MAE yaw {m['yaw']:.2f}  pitch {m['pitch']:.2f}  roll {m['roll']:.2f}  "
-        f"mean {m['mean']:.2f} deg  (n={m['count']})"
+        f"{label}: MAE yaw {deg(m['yaw'])}  pitch {deg(m['pitch'])}  roll {deg(m['roll'])}  "
+        f"mean {deg(m['mean'])} deg  (n={m['count']})"
     )

@@ -15,6 +15,7 @@ from qa_headpose.cli.common import (
     add_progress,
     check_output,
     positive_int,
+    probability,
 )
 
 HELP = "dataset tools: crop cache, pseudo-labels, FSA-Net download"
@@ -22,7 +23,7 @@ HELP = "dataset tools: crop cache, pseudo-labels, FSA-Net download"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The subcommands of ``data`` and their options."""
-    sub = p.add_subparsers(dest="data_command", required=True, metavar="{crop,download}")
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="{crop,pseudo-label,landmark-labels,download}")
     c = sub.add_parser("crop", help="cache FSA-Net crops of a 300W-LP/AFLW2000 folder as an FSA-Net npz")
     c.add_argument("src", type=Path, help="folder of images with .mat labels")
     c.add_argument("--out", type=Path, required=True, help="the .npz to write")
@@ -38,6 +39,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--limit", type=positive_int, help="label only the first N faces")
     add_progress(q)
     q.add_argument("--force", action="store_true")
+    m = sub.add_parser(
+        "landmark-labels", help="blend pseudo-labels with a landmark teacher fit on AFLW2000's 21 landmarks"
+    )
+    m.add_argument("src", type=Path, help="an AFLW_extra folder (labels.csv with lm* columns)")
+    m.add_argument("--labels", type=Path, required=True, help="the image teacher's pseudo-label CSV")
+    m.add_argument("--data", type=Path, required=True, help="the AFLW2000 folder whose train faces fit the teacher")
+    m.add_argument("--weight", type=probability, default=None, help="landmark teacher's share (default 0.3)")
+    m.add_argument("--out", type=Path, required=True, help="the CSV to write")
+    m.add_argument("--force", action="store_true")
     d = sub.add_parser("download", help="fetch FSA-Net's preprocessed data.zip (Google Drive) and unpack it")
     d.add_argument("--out", type=Path, required=True, help="folder to create: type1/*.npz, BIWI_*.npz")
     d.add_argument("--zip", type=Path, help="an already downloaded data.zip: unpack it, fetch nothing")
@@ -47,19 +57,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``data CROP|PSEUDO-LABEL|DOWNLOAD``; returns the exit code."""
-    return {"crop": _crop, "pseudo-label": _pseudo_label, "download": _download}[args.data_command](args)
+    commands = {
+        "crop": _crop,
+        "pseudo-label": _pseudo_label,
+        "landmark-labels": _landmark_labels,
+        "download": _download,
+    }
+    return commands[args.data_command](args)
 
 
 def _crop(args: argparse.Namespace) -> int:
     if args.out.suffix != ".npz":
         raise UsageError(f"--out must end in .npz. Received: {args.out}")
     check_output(args.out, args.force)
+    from qa_headpose.datasets import load
     from qa_headpose.datasets.npz import save_fsanet_npz
-    from qa_headpose.training import workflow
 
     with Progress(args) as progress:
         reading = functools.partial(progress, f"reading {args.src.name}")
-        faces, counts = workflow.load_filtered([args.src], None if args.no_filter else 99.0, reading)
+        faces, counts = load.load_filtered([args.src], None if args.no_filter else 99.0, reading)
     save_fsanet_npz(faces, args.out, args.size)
     print(
         f"wrote {args.out}: {counts['kept']} faces {args.size}x{args.size} (dropped by |angle|<=99: {counts['dropped']})"
@@ -78,6 +94,28 @@ def _pseudo_label(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.out}: {summary['faces']} faces; teacher mirror disagreement {summary['mirror_mean_deg']:.2f}, "
         f"ensemble spread {summary['spread_mean_deg']:.2f}, |yaw - AFLW gt_yaw| {summary['gt_yaw_gap_deg']:.2f} deg"
+    )
+    return EXIT_OK
+
+
+def _landmark_labels(args: argparse.Namespace) -> int:
+    check_output(args.out, args.force)
+    if not args.labels.is_file():
+        raise UsageError(f"--labels: no such file {args.labels}; make it with: qa-headpose data pseudo-label")
+    import dataclasses
+
+    from qa_headpose.training.landmark_teacher import LandmarkTeacherConfig, blend_pseudo_labels, fit_on_aflw2000
+
+    config = LandmarkTeacherConfig()
+    if args.weight is not None:
+        config = dataclasses.replace(config, weight=args.weight)
+    print(f"fitting the landmark teacher on the train faces of {args.data} (about a minute)", file=sys.stderr)
+    teacher, record = fit_on_aflw2000(args.data, config=config)
+    summary = blend_pseudo_labels(args.labels, args.src, teacher, args.out, record)
+    val = record["val"]
+    print(
+        f"wrote {args.out}: {summary['blended']} of {summary['faces']} faces blended at weight {config.weight}; "
+        f"landmark teacher alone on val {val['yaw']:.2f} / {val['pitch']:.2f} / {val['roll']:.2f} (mean {val['mean']:.2f})"
     )
     return EXIT_OK
 

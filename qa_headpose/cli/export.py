@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from qa_headpose.training.config import ExportConfig
 
     variants = comma_choices(args.variants, "--variants", ("int8", "float32", "dynamic"), dedupe=True)
+    from qa_headpose.datasets import load
     from qa_headpose.training import workflow
 
     run_dir = args.run
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     calibration = None
     if "int8" in variants:  # the representative dataset: the run's own training crops
         if args.data:
-            calibration, _ = workflow.load_filtered(args.data)
+            calibration, _ = load.load_filtered(args.data)
         else:
             if not run["data"].get("data"):
                 raise UsageError(f"{run_dir} records no training data; pass --data for the int8 calibration crops")

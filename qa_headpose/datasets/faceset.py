@@ -90,7 +90,16 @@ def loose_crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.ascontiguousarray(crop), new_box
 
 
-def filter_protocol(faces: FaceSet, limit_deg: float = angles.ANGLE_LIMIT_DEG) -> tuple[FaceSet, int]:
-    """Keeps the faces whose three angles lie within +-limit_deg; returns (kept, number dropped)."""
-    mask = angles.within_limit(faces.poses, limit_deg)
+def filter_protocol(
+    faces: FaceSet, limit_deg: float = angles.ANGLE_LIMIT_DEG, unlabelled_ok: bool = False
+) -> tuple[FaceSet, int]:
+    """Keeps the faces whose three angles lie within +-limit_deg; returns (kept, number dropped).
+
+    ``unlabelled_ok``: a NaN angle (not annotated) passes; a face must still have one annotated angle.
+    """
+    poses = faces.poses
+    if unlabelled_ok:
+        poses = np.where(np.isnan(poses), 0.0, poses)
+        poses[np.isnan(faces.poses).all(1)] = np.nan
+    mask = angles.within_limit(poses, limit_deg)
     return faces.subset(mask), int((~mask).sum())
