@@ -244,3 +244,29 @@ def test_landmark_labels_command_refuses_a_missing_label_file(tmp_path):
     )
     assert out.returncode == 2 and "no such file" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_paired_bootstrap_separates_a_real_gain_from_noise():
+    from qa_headpose.evaluation.compare import face_errors, paired_bootstrap
+
+    rng = np.random.default_rng(3)
+    a = rng.gamma(2.0, 2.0, 226)
+    better = paired_bootstrap(a, a - 0.5 + rng.normal(0, 0.3, 226))
+    assert better["high"] < 0 and better["low"] < better["difference"] < better["high"]
+    noise = paired_bootstrap(a, a + rng.normal(0, 1.0, 226))
+    assert noise["low"] < 0 < noise["high"]
+    true = np.array([[10.0, 0.0, np.nan], [0.0, 0.0, 0.0]])
+    assert face_errors(true + [[2, 4, 9], [3, 3, 3]], true).tolist() == [3.0, 3.0]
+    with pytest.raises(ValueError, match="one length"):
+        paired_bootstrap(a, a[:-1])
+
+
+def test_model_card_section_for_another_capture():
+    from qa_headpose.training.modelcard import pointing04_section
+
+    true = np.array([[0, 0, np.nan], [90, 0, np.nan], [-90, 10, np.nan], [45, 0, np.nan]], float)
+    pred = np.array([[2, 1, 0], [60, 0, 0], [-50, 0, 0], [40, 3, 0]], float)
+    text = "\n".join(pointing04_section(bands.report(pred, true)))
+    assert "Yaw MAE 19.25" in text and "pan ±90 read as 55.0" in text
+    assert "| 75-90 | 2 | 35.00 | 90.0 | 55.0 |" in text and "| 0-30 | 1 | 2.00 | 0.0 | 2.0 |" in text
+    assert pointing04_section(None) == []

@@ -87,6 +87,7 @@ def main() -> int:
     parser.add_argument("exported", type=Path)
     parser.add_argument("--name", required=True, choices=("accurate", "fast"))
     parser.add_argument("--data", default="../shared/data/AFLW2000")
+    parser.add_argument("--pointing04", default="../shared/data/Pointing04_dev", help="another capture, read only")
     parser.add_argument("--command", required=True, help="the command that reproduces the run")
     args = parser.parse_args()
 
@@ -104,6 +105,7 @@ def main() -> int:
         metrics[label], _ = evaluation.evaluate_model(model, val, phase or "qat")
         print(label, json.dumps(metrics[label]))
     int8 = args.exported / "headpose_int8.tflite"
+    pointing04 = modelcard.pointing04_report(int8, args.pointing04) if Path(args.pointing04).is_dir() else None
     latency = {t: modelcard.time_batch1(int8, t) for t in (1, 2)}
     end_to_end = {}
     for t in (1, 2):
@@ -130,6 +132,7 @@ def main() -> int:
         ),
         "val_mae": metrics,
         "int8_minus_float_deg": metrics["full-int8 .tflite (shipped)"]["mean"] - metrics["float Keras"]["mean"],
+        "pointing04_dev": pointing04,
         "latency_int8_batch1": latency,
         "latency_end_to_end": end_to_end,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, ai_edge_litert",

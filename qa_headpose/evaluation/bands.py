@@ -19,6 +19,12 @@ YAW_BANDS = ((0.0, 30.0), (30.0, 60.0), (60.0, 75.0), (75.0, 90.0), (90.0, np.in
 MODERATE_PITCH_DEG = 30.0
 
 
+def _signed_by_label(pred_yaw: np.ndarray, true_yaw: np.ndarray) -> np.ndarray:
+    """Predicted yaw with the label's sign: a profile read as the other side counts as negative; a face labelled 0
+    counts as its predicted |yaw|."""
+    return np.where(true_yaw == 0, np.abs(pred_yaw), pred_yaw * np.sign(true_yaw))
+
+
 def band_name(low: float, high: float) -> str:
     """``"0-30"``, ..., ``">90"``."""
     return f">{low:g}" if np.isinf(high) else f"{low:g}-{high:g}"
@@ -69,9 +75,8 @@ def yaw_bands(pred: np.ndarray, true: np.ndarray) -> list[dict[str, float]]:
             continue
         row = {"band": band_name(low, high), "count": int(mask.sum())}
         row.update({k: v for k, v in scored_mae(pred[mask], true[mask]).items() if k in ANGLE_ORDER})
-        # The predicted |yaw| with the label's sign: a profile read as the other side counts as negative reach.
         row["mean_true_abs_yaw"] = float(np.abs(true[mask, 0]).mean())
-        row["mean_pred_abs_yaw"] = float((pred[mask, 0] * np.sign(true[mask, 0])).mean())
+        row["mean_pred_abs_yaw"] = float(_signed_by_label(pred[mask, 0], true[mask, 0]).mean())
         rows.append(row)
     return rows
 
@@ -82,7 +87,10 @@ def reach(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     labelled = np.abs(true[:, 0])
     top = np.nanmax(labelled)
     mask = labelled >= top - 1e-6
-    return {"labelled_abs_yaw": float(top), "mean_pred_abs_yaw": float((pred[mask, 0] * np.sign(true[mask, 0])).mean())}
+    return {
+        "labelled_abs_yaw": float(top),
+        "mean_pred_abs_yaw": float(_signed_by_label(pred[mask, 0], true[mask, 0]).mean()),
+    }
 
 
 def moderate_pitch_mae(pred: np.ndarray, true: np.ndarray, limit_deg: float = MODERATE_PITCH_DEG) -> float:

@@ -146,6 +146,39 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
+def pointing04_section(report: dict[str, Any] | None) -> list[str]:
+    """The card's rows for another capture: Pointing04_dev yaw by |pan| band, pitch, reach (`bands.report`)."""
+    if not report:
+        return []
+    rows = [
+        f"| {b['band']} | {b['count']} | {b['yaw']:.2f} | {b['mean_true_abs_yaw']:.1f} | {b['mean_pred_abs_yaw']:.1f} |"
+        for b in report["bands"]
+    ]
+    return [
+        "## Another capture: Pointing04_dev (5 people, studio; read, never trained or tuned on)",
+        f"Yaw MAE {report['yaw']:.2f}, pitch MAE on |tilt| <= 30 {report['pitch_moderate']:.2f} "
+        f"({report['count']} photos; labels are the marker directions, larger than the head's turn at large pan: "
+        f"see docs/generalization.md). Reach: pan ±{report['reach']['labelled_abs_yaw']:g} read as "
+        f"{report['reach']['mean_pred_abs_yaw']:.1f} on average.",
+        "",
+        "| band of abs(pan) | photos | yaw MAE | mean abs(pan) | mean predicted abs(yaw), signed by pan |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+def pointing04_report(model_path: str | os.PathLike, folder: str | os.PathLike) -> dict[str, Any]:
+    """`bands.report` of a model on a Pointing'04 folder (the card's section for another capture)."""
+    from qa_headpose import evaluation
+    from qa_headpose.datasets.load import load_filtered
+    from qa_headpose.evaluation import bands
+
+    faces, _ = load_filtered([folder], unlabelled_ok=True)
+    _, pred = evaluation.evaluate_model(model_path, faces)
+    return bands.report(pred, faces.poses)
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     """The card as markdown."""
     rows = [
@@ -183,6 +216,7 @@ def render_markdown(card: dict[str, Any]) -> str:
             "",
             f"int8 − float gap (int8 .tflite vs float Keras, mean MAE): {card['int8_minus_float_deg']:+.3f} deg",
             "",
+            *pointing04_section(card.get("pointing04_dev")),
             f"## Latency of the int8 model, batch 1 (ms; {card['machine']})",
             "| threads | p50 | p90 |",
             "|---|---|---|",
