@@ -24,7 +24,6 @@ import numpy as np
 from qa_headpose.bench.engines import Engine, EngineSkip
 from qa_headpose.bench.models import ModelSpec
 from qa_headpose.bench.timing import time_calls
-from qa_headpose.core import angles
 
 _ROW, _SKIP = "@qa-headpose-bench-row ", "@qa-headpose-bench-skip "
 
@@ -228,7 +227,8 @@ def measure_engine(spec: ModelSpec, engine: Engine, job: dict[str, Any], threads
 
 
 def accuracy(engine: Engine, data: tuple[np.ndarray, np.ndarray], batch: int) -> dict[str, Any]:
-    """Per-angle MAE (degrees) of an engine on (crops float32 (n, S, S, 3), poses (n, 3) degrees)."""
+    """Per-angle MAE (degrees) of an engine on (crops float32 (n, S, S, 3), poses (n, 3) degrees), and yaw MAE by
+    |yaw| band (``yaw_by_band``); an angle the data does not annotate (Pointing'04's roll) is NaN."""
     crops, poses = data
     out = []
     for i in range(0, len(crops), batch):
@@ -237,6 +237,8 @@ def accuracy(engine: Engine, data: tuple[np.ndarray, np.ndarray], batch: int) ->
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), 0)])
         out.append(engine(chunk))
     pred = np.concatenate(out)[: len(crops)]
-    return {
-        k: (round(v, 4) if isinstance(v, float) else v) for k, v in angles.mean_absolute_errors(pred, poses).items()
-    }
+    from qa_headpose.evaluation import bands
+
+    result = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in bands.scored_mae(pred, poses).items()}
+    result["yaw_by_band"] = {b["band"]: round(b["yaw"], 4) for b in bands.yaw_bands(pred, poses)}
+    return result

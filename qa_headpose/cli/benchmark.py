@@ -55,7 +55,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--throughput-seconds", type=non_negative_float, default=0.25, help="minimum time per batch size")
     g = p.add_argument_group("accuracy")
-    g.add_argument("--data", nargs="+", help="FSA-Net .npz file(s) or 300W-LP/AFLW2000 folder(s): adds per-angle MAE")
+    g.add_argument(
+        "--data",
+        nargs="+",
+        help="FSA-Net .npz file(s), 300W-LP/AFLW2000 or Pointing'04 folder(s): adds per-angle MAE and yaw by band",
+    )
     g.add_argument(
         "--subset", choices=("val", "all"), default="val", help="val split of --data (all when it has no val face)"
     )

@@ -163,7 +163,7 @@ def benchmark_eval_data(data: list[str], subset: str, split: str | None, max_fac
 
     ``subset`` "val" takes the val part by ``split`` (all faces when it has none).
     """
-    faces, _ = load_filtered(data)
+    faces, _ = load_filtered(data, unlabelled_ok=True)
     if subset == "val":
         val = select_faces(faces, "val", split)
         faces = val if len(val) else faces
