@@ -8,12 +8,18 @@ from qa_headpose.core.errors import ModelError
 from qa_headpose.inference.runtime import TFLiteRunner
 
 
-def test_runner_batches_and_is_deterministic(tiny_int8_tflite, tiny_images):
-    runner = TFLiteRunner(tiny_int8_tflite, num_threads=2)
-    x = tiny_images.astype(np.float32)
+def _pose_batch(runner: TFLiteRunner, crops: list[np.ndarray]) -> np.ndarray:
+    from qa_headpose.inference.preprocess import to_model_input
+
+    return to_model_input(crops, runner.input_size)
+
+
+def test_runner_batches_and_is_deterministic(pose_model, pose_crops):
+    runner = TFLiteRunner(pose_model, num_threads=2)
+    x = _pose_batch(runner, pose_crops)
     batch = runner(x)
     single = np.concatenate([runner(x[i : i + 1]) for i in range(len(x))])
-    assert batch.shape == (8, 3) and batch.dtype == np.float32
+    assert batch.shape == (10, 3) and batch.dtype == np.float32
     np.testing.assert_allclose(batch, single, atol=1e-6)
     # Outputs lie on the int8 grid of 0.78125 degrees.
     np.testing.assert_allclose(batch / (100 / 128), np.round(batch / (100 / 128)), atol=1e-4)
@@ -52,15 +58,12 @@ def test_bad_model_files(tmp_path, tiny_int8_tflite):
         TFLiteRunner(tiny_int8_tflite, num_threads=0)
 
 
-def test_tf_lite_interpreter_class_gives_same_numbers(tiny_int8_tflite, tiny_images):
+def test_tf_lite_interpreter_class_gives_same_numbers(pose_model, pose_crops):
     import tensorflow as tf  # the test may; the inference runtime never does
 
-    x = tiny_images.astype(np.float32)
-    np.testing.assert_allclose(
-        TFLiteRunner(tiny_int8_tflite, interpreter_cls=tf.lite.Interpreter)(x),
-        TFLiteRunner(tiny_int8_tflite)(x),
-        atol=1e-6,
-    )
+    litert = TFLiteRunner(pose_model)
+    x = _pose_batch(litert, pose_crops)
+    np.testing.assert_allclose(TFLiteRunner(pose_model, interpreter_cls=tf.lite.Interpreter)(x), litert(x), atol=1e-6)
 
 
 def test_runtime_does_not_import_tensorflow(tiny_int8_tflite):
