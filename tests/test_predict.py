@@ -329,8 +329,9 @@ def test_shipped_model_on_the_sample(capsys):
     code, out, err = _run(capsys)  # no argument, no --model: what a new user runs first
     assert code == 0, err
     (row,) = _table(out)
-    # The astronaut faces the camera with a slight head tilt.
-    assert abs(row["yaw"]) < 20 and abs(row["pitch"]) < 25 and abs(row["roll"]) < 15
+    # The astronaut faces the camera, looking slightly down: the accurate model said (0.8, -5.5, 1.6) when this
+    # was written. 2.5 deg each way: a retrained model may move a little, pitch and roll swapped moves 7 deg.
+    np.testing.assert_allclose([row["yaw"], row["pitch"], row["roll"]], [0.8, -5.5, 1.6], atol=2.5)
 
 
 def test_mirror_flag_gives_the_mirroring_estimators_poses(capsys, tmp_path):
@@ -361,8 +362,10 @@ def test_shipped_model_on_aflw2000_val_faces(capsys, tmp_path, aflw_dir):
     assert code in (0, 1), err
     faces = json.loads((tmp_path / "r.json").read_text())["faces"]
     assert len(faces) >= 0.9 * len(labels)
-    errors = [np.abs(np.array([f["yaw"], f["pitch"], f["roll"]]) - labels[f["file"]]) for f in faces]
-    assert np.mean(errors) < 10.0
+    errors = np.array([np.abs(np.array([f["yaw"], f["pitch"], f["roll"]]) - labels[f["file"]]) for f in faces])
+    # Measured on these 39 faces: MAE (yaw, pitch, roll) = (3.43, 4.65, 2.01), mean 3.36. The detector box
+    # cut without its mapping to the landmark box gives roll 2.83, mean 3.84; pitch and roll swapped far more.
+    assert errors.mean() < 3.6 and errors[:, 2].mean() < 2.4, errors.mean(0)
 
 
 def _json_without_timing(path: Path) -> dict:
