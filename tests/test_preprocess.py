@@ -64,10 +64,16 @@ def test_landmark_box_edges():
     assert box.dtype == np.float32 and box.tolist() == [0.0, 5.0, 8.0, 9.0]
     with pytest.raises(ValueError, match=r"pt2d must have shape \(2, n\). Received: shape=\(4,\)"):
         preprocess.landmark_box(np.zeros(4))
+    with pytest.raises(ValueError, match="must have shape"):
+        preprocess.landmark_box(np.zeros(2))  # 1-D, even with two values
+    # Wider than tall, far right of the image: a valid box (y_max < x_max must not matter).
+    assert preprocess.landmark_box(np.array([[100.0, 300.0], [1.0, 5.0]])).tolist() == [100.0, 1.0, 300.0, 5.0]
     with pytest.raises(ValueError, match="fewer than 2 visible landmarks. Received: 1"):
         preprocess.landmark_box(np.array([[1.0, -1.0], [1.0, 2.0]]))
     with pytest.raises(ValueError, match=r"Landmark box is empty. Received: box=\[1.0, 4.0, 9.0, 4.0\]"):
         preprocess.landmark_box(np.array([[1.0, 9.0], [4.0, 4.0]]))  # zero height
+    with pytest.raises(ValueError, match="Landmark box is empty"):
+        preprocess.landmark_box(np.array([[1.0, 9.0], [20.0, 20.0]]))  # zero height, below the x range
 
 
 def test_enlarge_box_keeps_float32_of_any_input():
@@ -102,6 +108,9 @@ def _gradient(h: int, w: int) -> np.ndarray:
         ((32, 40, 3), [(32, 32, "linear")]),  # one side already the size: not a shrink of both
         ((65, 300, 3), [(64, 64, "linear"), (32, 32, "area")]),
         ((64, 300, 3), [(32, 32, "area")]),  # exactly 2x on one side: one area step
+        ((300, 64, 3), [(32, 32, "area")]),
+        ((300, 80, 3), [(64, 64, "linear"), (32, 32, "area")]),  # 2.5x: two steps
+        ((40, 32, 3), [(32, 32, "linear")]),  # width already the size: not a shrink of both
     ],
 )
 def test_resize_square_is_the_documented_cv2_pipeline(shape, steps):
