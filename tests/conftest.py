@@ -137,7 +137,63 @@ def tiny_tflite_models(tmp_path_factory, tiny_run, synthetic_faces) -> dict[str,
 
 @pytest.fixture(scope="session")
 def tiny_int8_tflite(tiny_tflite_models) -> Path:
+    """The tiny run's full-int8 export: for structure (io dtypes, ops, files, timing), never to compare poses.
+
+    One float and one QAT epoch teach it nothing, and its int8 output rounds to 0 deg for every input
+    (one step is 0.78 deg), so any pose comparison through it passes; compare poses with ``pose_model``.
+    """
     return tiny_tflite_models["int8"]
+
+
+# ---------------------------------------------------------------- a model with real, distinct outputs
+POSE_MODEL = REPO / "qa_headpose" / "models" / "headpose_fast_int8.tflite"
+SAMPLE_FACE_BOX = np.array([178, 81, 272, 175], np.float32)  # the face of qa_headpose/assets/astronaut.jpg
+POSE_ROTATIONS_DEG = (-30, -15, 0, 15, 30)
+
+
+@pytest.fixture(scope="session")
+def pose_model() -> Path:
+    """The shipped `fast` int8 model, for every test that compares poses: it answers real faces with real poses.
+
+    The tiny int8 export (``tiny_int8_tflite``) rounds every output to 0, so a comparison through it passes
+    for any pose; use it for structure (dtypes, ops, timing), never to compare poses.
+    """
+    return POSE_MODEL
+
+
+@pytest.fixture(scope="session")
+def pose_crops(pose_model) -> list[np.ndarray]:
+    """10 face crops of the sample photo, rotated in-plane by -30, -15, 0, 15, 30 deg, then each mirrored.
+
+    Known poses, asserted here on ``pose_model`` (measured: roll 34, 21, 6, -12, -32 deg for the five
+    rotations, each mirror's roll within 4 deg of the negation, yaw -4..9, pitch -11..-1): the roll falls as
+    the image turns counter-clockwise, a mirror negates the roll, and every two crops' poses differ by at
+    least 5.4 deg (asserted > 3; one int8 output step is 0.78 deg), so a comparison through them compares
+    different numbers. The crops have different sizes (208 to 246 px: the margin grows with the rotation).
+    """
+    import cv2
+
+    from qa_headpose.inference import preprocess
+    from qa_headpose.inference.runtime import TFLiteRunner
+    from qa_headpose.inference.sources import SAMPLE_IMAGE
+
+    image = cv2.imread(str(SAMPLE_IMAGE))
+    centre = tuple(float(c) for c in (SAMPLE_FACE_BOX[:2] + SAMPLE_FACE_BOX[2:]) / 2)
+    crops = []
+    for i, angle in enumerate(POSE_ROTATIONS_DEG):
+        turned = cv2.warpAffine(image, cv2.getRotationMatrix2D(centre, angle, 1.0), image.shape[1::-1])
+        x0, y0, x1, y1 = preprocess.clipped_pixel_box(SAMPLE_FACE_BOX, preprocess.CROP_MARGIN + 0.05 * i, image.shape)
+        crop = np.ascontiguousarray(turned[y0:y1, x0:x1])
+        crops += [crop, np.ascontiguousarray(crop[:, ::-1])]
+    runner = TFLiteRunner(pose_model, num_threads=1)
+    poses = np.concatenate([runner(preprocess.to_model_input(c, runner.input_size)) for c in crops])
+    plain, mirrored = poses[0::2], poses[1::2]
+    assert np.all(np.diff(plain[:, 2]) < -5), f"roll does not follow the rotation: {plain[:, 2]}"
+    assert plain[0, 2] - plain[-1, 2] > 40, f"roll spread too small: {plain[:, 2]}"
+    assert np.abs(mirrored[:, 2] + plain[:, 2]).max() < 6, (plain, mirrored)
+    gaps = np.abs(poses[:, None] - poses[None]).max(-1) + np.eye(len(poses)) * 1e9
+    assert gaps.min() > 3, f"two crops get the same pose: {poses}"
+    return crops
 
 
 # ---------------------------------------------------------------- qa-headpose serve, for real

@@ -104,3 +104,58 @@ def test_headpose_order():
     pose = angles.from_model_output(np.array([1.5, -2.5, 3.5]))
     assert pose == angles.HeadPose(yaw=1.5, pitch=-2.5, roll=3.5)
     assert angles.ANGLE_ORDER == ("yaw", "pitch", "roll") == pose._fields
+
+
+# ---------------------------------------------------------------- found by mutation testing (docs/testing.md)
+def test_flip_pose_leaves_its_input_alone_and_returns_float32():
+    given = np.array([[10.0, 5.0, -3.0], [1.0, 2.0, 3.0]], np.float32)
+    flipped = angles.flip_pose(given)
+    assert given.tolist() == [[10.0, 5.0, -3.0], [1.0, 2.0, 3.0]]  # not flipped in place
+    assert flipped.dtype == np.float32 and flipped.tolist() == [[-10.0, 5.0, 3.0], [-1.0, 2.0, -3.0]]
+    assert angles.flip_pose([30, 20, 10]).dtype == np.float32  # ints and float64 come back float32 too
+
+
+def test_average_with_mirror_flips_the_mirror_pass_back():
+    direct = np.array([[10.0, 4.0, 6.0]], np.float32)
+    of_mirror = np.array([[-14.0, 2.0, -2.0]], np.float64)  # the mirror image: yaw and roll negated
+    mean = angles.average_with_mirror(direct, of_mirror)
+    assert mean.dtype == np.float32 and mean.tolist() == [[12.0, 3.0, 4.0]]
+
+
+def test_from_model_output_reads_a_row_and_its_saturation():
+    pose = angles.from_model_output(np.array([[1.5, -2.25, 3.0]], np.float32))  # one row of a batch
+    assert tuple(pose) == (1.5, -2.25, 3.0) and type(pose[0]) is float and not pose.saturated
+    assert angles.from_model_output([1, 2, 3], saturated=np.array([False, True, False])).saturated
+    assert not angles.from_model_output([1, 2, 3], saturated=np.array([False, False, False])).saturated
+
+
+def test_label_transforms_return_float32_and_take_a_row_of_a_batch():
+    assert angles.pose_para_to_ypr(np.radians([[10.0, 20.0, 30.0, 0, 0, 0, 1]])).dtype == np.float32
+    assert angles.rotate_pose_in_plane(np.array([10.0, 20.0, 30.0]), 15.0).dtype == np.float32
+    np.testing.assert_array_equal(angles.ypr_to_matrix([[10, 20, 30]]), angles.ypr_to_matrix([10, 20, 30]))
+
+
+def test_mae_uses_differences_and_checks_shapes():
+    pred = np.array([[10.0, -4.0, 2.0], [0.0, 0.0, 0.0]])
+    true = np.array([[7.0, -5.0, 2.0], [1.0, 2.0, -3.0]])
+    got = angles.mean_absolute_errors(pred, true)
+    assert (got["yaw"], got["pitch"], got["roll"]) == (2.0, 1.5, 1.5) and got["mean"] == pytest.approx(5 / 3)
+    assert angles.mean_absolute_errors(pred[:1], true[:1])["count"] == 1  # one face is enough
+    for bad_pred, bad_true in ((np.zeros((0, 3)), np.zeros((0, 3))), (np.zeros(3), np.zeros(3))):
+        with pytest.raises(ValueError):
+            angles.mean_absolute_errors(bad_pred, bad_true)
+
+
+def test_headpose_repr_replace_pickle_and_array():
+    import pickle
+
+    pose = angles.HeadPose(1.5, -2.0, 3.25)
+    assert repr(pose) == "HeadPose(yaw=1.5, pitch=-2.0, roll=3.25)"
+    assert repr(pose._replace(saturated=True)) == "HeadPose(yaw=1.5, pitch=-2.0, roll=3.25, saturated=True)"
+    moved = pose._replace(pitch=7.0)
+    assert tuple(moved) == (1.5, 7.0, 3.25) and not moved.saturated and isinstance(moved, angles.HeadPose)
+    for p in (pose, angles.HeadPose(1.0, 2.0, 3.0, saturated=True)):
+        again = pickle.loads(pickle.dumps(p))
+        assert type(again) is angles.HeadPose and tuple(again) == tuple(p) and again.saturated == p.saturated
+    array = pose.as_array()
+    assert array.dtype == np.float32 and array.tolist() == [1.5, -2.0, 3.25]

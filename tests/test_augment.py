@@ -29,14 +29,28 @@ def test_flip_mirrors_image_and_label(aflw_faces):
     assert seen == {True, False}
 
 
-def test_rotation_label_follows_pose_matrix(aflw_faces):
-    im, box, pose = aflw_faces.images[1], aflw_faces.boxes[1], aflw_faces.poses[1]
-    cfg = AugmentConfig(flip=False, rotate_deg=25, scale_jitter=0, shift_jitter=0, photometric=False)
-    rng = np.random.default_rng(3)
-    theta = float(np.random.default_rng(3).uniform(-25, 25))
-    crop, label = augment.augment_face(im, box, pose, 64, cfg, rng)
-    np.testing.assert_allclose(label, angles.rotate_pose_in_plane(pose, theta), atol=1e-4)
-    np.testing.assert_array_equal(crop, augment.warp_face(im, box, 64, theta_deg=theta))
+def test_rotation_turns_pixels_and_label_the_same_way():
+    """A generated face with one mark right of its centre, labelled (0, 0, 10): each rotation moves the mark and the
+    roll label by the same, independently measured angle.
+
+    By angles.py's convention roll > 0 tilts the head clockwise on screen, so turning the content
+    counter-clockwise by theta (the mark rises from 3 o'clock) gives roll 10 - theta, yaw and pitch untouched.
+    The angle is read back from the mark's position in the crop, not from the code's own calls.
+    """
+    image = np.full((200, 200, 3), 40, np.uint8)
+    yy, xx = np.mgrid[0:200, 0:200]
+    image[(xx - 150) ** 2 + (yy - 100) ** 2 <= 36] = 255  # the mark, 50 px right of the box centre
+    box = np.array([70, 70, 130, 130], np.float32)
+    cfg = AugmentConfig(flip=False, rotate_deg=30, scale_jitter=0, shift_jitter=0, photometric=False)
+    turns = []
+    for seed in range(8):
+        crop, label = augment.augment_face(image, box, np.array([0, 0, 10]), 64, cfg, np.random.default_rng(seed))
+        ys, xs = np.nonzero(crop[..., 0] > 128)
+        centre = (64 - 1) / 2
+        turned = np.degrees(np.arctan2(centre - ys.mean(), xs.mean() - centre))  # counter-clockwise on screen
+        np.testing.assert_allclose(label, [0, 0, 10 - turned], atol=3)
+        turns.append(turned)
+    assert min(turns) < -5 and max(turns) > 5  # both directions were drawn
 
 
 def test_augmentation_is_deterministic_and_in_range(aflw_faces):

@@ -210,16 +210,17 @@ assert "tensorflow" not in sys.modules, "the litert worker imported TensorFlow"
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_litert_engine_is_the_runtime_runner(tiny_int8_tflite, tiny_images):
+def test_litert_engine_is_the_runtime_runner(pose_model, pose_crops):
     from qa_headpose.bench import engines
     from qa_headpose.inference.preprocess import to_model_input
     from qa_headpose.inference.runtime import TFLiteRunner
 
-    x = to_model_input(list(tiny_images), 32)
-    expected = TFLiteRunner(tiny_int8_tflite)(x)
-    np.testing.assert_array_equal(engines.tflite_engine(str(tiny_int8_tflite), "litert", 1, True)(x), expected)
+    runner = TFLiteRunner(pose_model)
+    x = to_model_input(pose_crops, runner.input_size)
+    expected = runner(x)
+    np.testing.assert_array_equal(engines.tflite_engine(str(pose_model), "litert", 1, True)(x), expected)
     # Without XNNPACK the builtin int8 kernels round differently, by at most a few output steps.
-    undelegated = engines.tflite_engine(str(tiny_int8_tflite), "litert", 1, False)
+    undelegated = engines.tflite_engine(str(pose_model), "litert", 1, False)
     assert undelegated.xnnpack is False
     np.testing.assert_allclose(undelegated(x), expected, atol=3.0)
 
@@ -237,14 +238,14 @@ def test_frame_goes_through_predict_image_and_needs_a_face(tiny_int8_tflite):
         bench.measure_frame(tiny_int8_tflite, 1, runs=2, warmup=0, frame=np.full((480, 640, 3), 90, np.uint8))
 
 
-def test_callers_share_one_estimator(tiny_int8_tflite):
-    result = bench.measure_callers(tiny_int8_tflite, callers=(1, 4), seconds=0.2)
+def test_callers_share_one_estimator(pose_model):
+    result = bench.measure_callers(pose_model, callers=(1, 4), seconds=0.2)
     assert [r["callers"] for r in result["rows"]] == [1, 4]
     for r in result["rows"]:
         assert r["image_faces_per_s"] > 0 and r["crop_faces_per_s"] > r["image_faces_per_s"] and r["calls"] > 0
         assert r["max_diff_deg"] == 0.0  # every concurrent call returns what a lone call returns
     with pytest.raises(ValueError, match="callers"):
-        bench.measure_callers(tiny_int8_tflite, callers=(0,))
+        bench.measure_callers(pose_model, callers=(0,))
 
 
 def test_model_spec_reads_variant_and_rejects_other_files(tiny_tflite_models, tiny_run, tmp_path):

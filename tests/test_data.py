@@ -96,14 +96,26 @@ def test_bad_files(tmp_path):
 def test_read_image_converts_gray_rgba_16bit(tmp_path):
     import cv2
 
-    gray16 = (np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20).astype(np.uint16)
-    rgba = np.zeros((20, 30, 4), np.uint8)
+    rng = np.random.default_rng(0)
+    # High and low bytes differ everywhere, so reading the wrong byte (or dividing by 256 vs 257) shows.
+    gray16 = rng.integers(0, 2**16, (48, 64), dtype=np.uint16)
+    bgr16 = rng.integers(0, 2**16, (20, 30, 3), dtype=np.uint16)
+    assert ((gray16 >> 8) != (gray16 & 255)).mean() > 0.9
+    rgba = rng.integers(0, 256, (20, 30, 4), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "g16.png"), gray16)
+    cv2.imwrite(str(tmp_path / "bgr16.png"), bgr16)
     cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
     cv2.imwrite(str(tmp_path / "ünïcode.png"), rgba[..., :3])
-    for name, shape in [("g16.png", (48, 64, 3)), ("rgba.png", (20, 30, 3)), ("ünïcode.png", (20, 30, 3))]:
+    expected = {
+        "g16.png": np.repeat((gray16 >> 8).astype(np.uint8)[..., None], 3, axis=2),
+        "bgr16.png": (bgr16 >> 8).astype(np.uint8),
+        "rgba.png": rgba[..., :3],
+        "ünïcode.png": rgba[..., :3],
+    }
+    for name, pixels in expected.items():
         image = images.read_image(tmp_path / name)
-        assert image.shape == shape and image.dtype == np.uint8
+        assert image.dtype == np.uint8
+        np.testing.assert_array_equal(image, pixels, err_msg=name)
 
 
 def test_save_is_atomic_on_failure(tmp_path, aflw_faces, monkeypatch):

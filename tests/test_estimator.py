@@ -6,13 +6,14 @@ from qa_headpose.inference.detect import FaceDetector
 from qa_headpose.inference.preprocess import to_model_input
 
 
-def test_predict_and_batch_agree(tiny_int8_tflite, aflw_faces):
-    est = HeadPoseEstimator.from_tflite(tiny_int8_tflite)
-    crops = [aflw_faces.crops(100)[0], aflw_faces.crops(57)[1]]  # any size
-    single = [est.predict(c) for c in crops]
-    batch = est.predict_batch(crops)
+def test_predict_and_batch_agree(pose_model, pose_crops):
+    """Ten crops of different sizes and known, distinct poses: the batch answers each crop as alone, in order."""
+    est = HeadPoseEstimator.from_tflite(pose_model)
+    single = [est.predict(c) for c in pose_crops]
+    batch = est.predict_batch(pose_crops)
     assert all(isinstance(p, HeadPose) for p in single)
     np.testing.assert_allclose(np.array(single), np.array(batch), atol=1e-6)
+    assert est.predict_batch(pose_crops[::-1]) == batch[::-1]
 
 
 @pytest.mark.parametrize(

@@ -384,53 +384,6 @@ def _weights_or_skip() -> Path:
         pytest.skip(str(exc))
 
 
-def _torch_mobilenet_v2(torch):
-    """torchvision's MobileNetV2 (v0.3+), same module names, without torchvision."""
-    nn = torch.nn
-
-    class ConvBNReLU(nn.Sequential):
-        def __init__(self, cin, cout, kernel=3, stride=1, groups=1):
-            pad = (kernel - 1) // 2
-            super().__init__(
-                nn.Conv2d(cin, cout, kernel, stride, pad, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU6()
-            )
-
-    class InvertedResidual(nn.Module):
-        def __init__(self, inp, oup, stride, expand_ratio):
-            super().__init__()
-            hidden = round(inp * expand_ratio)
-            self.use_res_connect = stride == 1 and inp == oup
-            layers = [ConvBNReLU(inp, hidden, kernel=1)] if expand_ratio != 1 else []
-            layers += [
-                ConvBNReLU(hidden, hidden, stride=stride, groups=hidden),
-                nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
-                nn.BatchNorm2d(oup),
-            ]
-            self.conv = nn.Sequential(*layers)
-
-        def forward(self, x):
-            return x + self.conv(x) if self.use_res_connect else self.conv(x)
-
-    class MobileNetV2(nn.Module):
-        def __init__(self):
-            super().__init__()
-            settings = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]  # fmt: skip
-            features, inp = [ConvBNReLU(3, 32, stride=2)], 32
-            for t, c, n, s in settings:
-                for i in range(n):
-                    features.append(InvertedResidual(inp, c, s if i == 0 else 1, t))
-                    inp = c
-            features.append(ConvBNReLU(inp, 1280, kernel=1))
-            self.features = nn.Sequential(*features)
-            self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, 1000))
-
-        def forward(self, x):
-            x = nn.functional.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
-            return self.classifier(x)
-
-    return MobileNetV2()
-
-
 def _real_images() -> dict[str, np.ndarray]:
     """BGR uint8 photos: a few AFLW2000 faces (shared data) and scikit-image's samples, if present."""
     import cv2
@@ -458,6 +411,41 @@ def _real_images() -> dict[str, np.ndarray]:
     return images
 
 
+def _imagenet_classifier(weights_h5: Path, input_size: int):
+    """The ported backbone at ``input_size`` with torchvision's classifier on its pooled features."""
+    from qa_headpose.training._keras import keras
+    from qa_headpose.training.config import ModelConfig
+    from qa_headpose.training.model import build_model
+
+    model = build_model(ModelConfig(input_size=input_size, backbone_weights=str(weights_h5)))
+    dense = keras.layers.Dense(1000, name="imagenet_logits")
+    classifier = keras.Model(model.input, dense(model.get_layer("pool").output))
+    dense.set_weights(imagenet.port_torchvision_classifier(torch_checkpoint.read_torch_state_dict(_weights())))
+    return model, classifier
+
+
+def _weights() -> Path:
+    try:
+        return imagenet.find_weights_file()
+    except FileNotFoundError as exc:  # WeightsFetchError included: no package and no index to fetch it from
+        pytest.skip(str(exc))
+
+
+def test_ported_keras_model_matches_torch_logits_recorded_once(tmp_path):
+    """The port against torchvision's own forward pass, without torch: logits recorded once with torch 2.13 CPU
+    (tests/assets/imagenet_reference.py) on three 160 px images; top-5 in order and every logit must agree."""
+    reference = np.load(Path(__file__).with_name("assets") / "imagenet_reference.npz")
+    images, torch_logits = reference["images"], reference["logits"]
+    _weights()
+    out = tmp_path / "mnv2_imagenet.h5"
+    assert port_imagenet_main(["--out", str(out)]) == 0
+    _, classifier = _imagenet_classifier(out, images.shape[1])
+    keras_logits = classifier.predict(images.astype(np.float32), batch_size=len(images), verbose=0)
+    np.testing.assert_array_equal(np.argsort(-keras_logits, 1)[:, :5], np.argsort(-torch_logits, 1)[:, :5])
+    np.testing.assert_allclose(keras_logits, torch_logits, atol=1e-3 * max(1.0, float(np.abs(torch_logits).max())))
+    assert np.abs(torch_logits[0] - torch_logits[1]).max() > 1  # different images, different answers
+
+
 @pytest.mark.slow
 def test_ported_keras_model_matches_torch_top5(tmp_path):
     pth = _weights_or_skip()
@@ -472,7 +460,9 @@ def test_ported_keras_model_matches_torch_top5(tmp_path):
     assert list(ours) == list(reference)
     for key, value in reference.items():
         np.testing.assert_array_equal(ours[key], value.numpy(), err_msg=key)
-    net = _torch_mobilenet_v2(torch)
+    from assets.imagenet_reference import torch_mobilenet_v2
+
+    net = torch_mobilenet_v2(torch)
     net.load_state_dict(reference, strict=True)
     net.eval()
 

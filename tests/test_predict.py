@@ -46,8 +46,8 @@ def _table(out: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def estimator(tiny_int8_tflite) -> HeadPoseEstimator:
-    return HeadPoseEstimator(tiny_int8_tflite, num_threads=1)
+def estimator(pose_model) -> HeadPoseEstimator:
+    return HeadPoseEstimator(pose_model, num_threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,8 @@ def _assert_rows_match_api(rows: list[dict], estimator: HeadPoseEstimator, tol: 
     assert sum(len(v) for v in by_file.values()) == len(rows)
 
 
-def test_sample_table_matches_the_api(capsys, tiny_int8_tflite, estimator):
-    code, out, err = _run(capsys, "--model", tiny_int8_tflite)
+def test_sample_table_matches_the_api(capsys, pose_model, estimator):
+    code, out, err = _run(capsys, "--model", pose_model)
     assert code == 0, err
     rows = _table(out)
     assert len(rows) == 1 and rows[0]["file"] == "astronaut.jpg"
@@ -107,9 +107,9 @@ def test_predict_image_takes_gray_and_bgra(estimator):
     assert len(estimator.predict_image(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))) == 1
 
 
-def test_folder_json_and_csv_match_the_api(capsys, tmp_path, tiny_int8_tflite, estimator, face_dir):
+def test_folder_json_and_csv_match_the_api(capsys, tmp_path, pose_model, estimator, face_dir):
     code, out, err = _run(
-        capsys, face_dir, "--model", tiny_int8_tflite, "--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv"
+        capsys, face_dir, "--model", pose_model, "--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv"
     )
     assert code == 0, err
     table = _table(out)
@@ -123,12 +123,12 @@ def test_folder_json_and_csv_match_the_api(capsys, tmp_path, tiny_int8_tflite, e
     _assert_rows_match_api(report["faces"], estimator, tol=1e-3)
     _assert_rows_match_api(csv_rows, estimator, tol=1e-3)
     # JSON to stdout, nothing else there.
-    code, out, _ = _run(capsys, face_dir, "--model", tiny_int8_tflite, "--json", "-")
+    code, out, _ = _run(capsys, face_dir, "--model", pose_model, "--json", "-")
     assert code == 0 and json.loads(out)["faces"] == report["faces"]
 
 
-def test_output_image_is_drawn_at_the_face(capsys, tmp_path, tiny_int8_tflite, estimator):
-    code, _, err = _run(capsys, "--model", tiny_int8_tflite, "--output", tmp_path / "out.png", "--draw", "both")
+def test_output_image_is_drawn_at_the_face(capsys, tmp_path, pose_model, estimator):
+    code, _, err = _run(capsys, "--model", pose_model, "--output", tmp_path / "out.png", "--draw", "both")
     assert code == 0, err
     original, drawn = cv2.imread(str(SAMPLE_IMAGE)), cv2.imread(str(tmp_path / "out.png"))
     assert drawn.shape == original.shape
@@ -138,14 +138,14 @@ def test_output_image_is_drawn_at_the_face(capsys, tmp_path, tiny_int8_tflite, e
     assert changed[y0:y1, x0:x1].mean() > 0.02
     assert not changed[300:, :].any()  # far below the face nothing is drawn (PNG is lossless)
     # An existing output is refused without --force.
-    code, _, err = _run(capsys, "--model", tiny_int8_tflite, "--output", tmp_path / "out.png")
+    code, _, err = _run(capsys, "--model", pose_model, "--output", tmp_path / "out.png")
     assert code == 2 and "already exists" in err and "--force" in err
-    code, _, _ = _run(capsys, "--model", tiny_int8_tflite, "--output", tmp_path / "out.png", "--force")
+    code, _, _ = _run(capsys, "--model", pose_model, "--output", tmp_path / "out.png", "--force")
     assert code == 0
 
 
-def test_output_folder_gets_one_image_per_input(capsys, tmp_path, tiny_int8_tflite, face_dir):
-    code, _, err = _run(capsys, face_dir, "--model", tiny_int8_tflite, "--output", tmp_path / "drawn", "--quiet")
+def test_output_folder_gets_one_image_per_input(capsys, tmp_path, pose_model, face_dir):
+    code, _, err = _run(capsys, face_dir, "--model", pose_model, "--output", tmp_path / "drawn", "--quiet")
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == sorted(p.name for p in face_dir.iterdir())
     with pytest.raises(ValueError, match="overwrite the input"):
@@ -159,7 +159,7 @@ def _source(face_dir: Path):
     return Source("image", str(path), path)
 
 
-def test_folder_goes_on_past_bad_files(capsys, tmp_path, tiny_int8_tflite, face_dir):
+def test_folder_goes_on_past_bad_files(capsys, tmp_path, pose_model, face_dir):
     folder = tmp_path / "mixed"
     folder.mkdir()
     for path in sorted(face_dir.iterdir())[:2]:
@@ -167,7 +167,7 @@ def test_folder_goes_on_past_bad_files(capsys, tmp_path, tiny_int8_tflite, face_
     (folder / "corrupt.jpg").write_bytes(os.urandom(2000))
     (folder / "empty.png").write_bytes(b"")
     (folder / "notes.txt").write_text("not an image")
-    code, out, err = _run(capsys, folder, "--model", tiny_int8_tflite)
+    code, out, err = _run(capsys, folder, "--model", pose_model)
     assert code == 1
     assert len(_table(out)) == 2
     lines = err.strip().splitlines()
@@ -176,13 +176,14 @@ def test_folder_goes_on_past_bad_files(capsys, tmp_path, tiny_int8_tflite, face_
     assert lines[-1].startswith("qa-headpose predict: 2 of 4 inputs failed:")
 
 
-def test_image_variants_are_read(capsys, tmp_path, tiny_int8_tflite, estimator):
+def test_image_variants_are_read(capsys, tmp_path, pose_model, estimator):
     image = cv2.imread(str(SAMPLE_IMAGE))
     cv2.imwrite(str(tmp_path / "gray.png"), cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
     cv2.imwrite(str(tmp_path / "rgba.png"), cv2.cvtColor(image, cv2.COLOR_BGR2BGRA))
-    cv2.imwrite(str(tmp_path / "deep.png"), image.astype(np.uint16) * 257)
+    # 16-bit with high byte = the pixel and low byte = its inverse: only the high byte gives the same face.
+    cv2.imwrite(str(tmp_path / "deep.png"), (image.astype(np.uint16) << 8) | (255 - image))
     cv2.imwrite(str(tmp_path / "huge.jpg"), cv2.resize(image, (4096, 4096)), [cv2.IMWRITE_JPEG_QUALITY, 70])
-    code, _, err = _run(capsys, tmp_path, "--model", tiny_int8_tflite, "--json", tmp_path / "r.json")
+    code, _, err = _run(capsys, tmp_path, "--model", pose_model, "--json", tmp_path / "r.json")
     assert code == 0, err
     faces = {row["file"]: row for row in json.loads((tmp_path / "r.json").read_text())["faces"]}
     assert {Path(f).name for f in faces} == {"gray.png", "rgba.png", "deep.png", "huge.jpg"}
@@ -214,34 +215,32 @@ def _png_header_only(width: int, height: int) -> bytes:
     ],
     ids=["missing", "empty-folder", "empty-file", "corrupt", "huge-header", "corrupt-video"],
 )
-def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, tiny_int8_tflite, make, expected):
-    code, out, err = _run(capsys, make(tmp_path), "--model", tiny_int8_tflite)
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, pose_model, make, expected):
+    code, out, err = _run(capsys, make(tmp_path), "--model", pose_model)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and expected in err and err.startswith("qa-headpose predict: error:")
     assert "Traceback" not in err and out == ""
 
 
-def test_camera_that_does_not_exist(capsys, tiny_int8_tflite):
-    code, _, err = _run(capsys, "--cam", "99", "--model", tiny_int8_tflite)
+def test_camera_that_does_not_exist(capsys, pose_model):
+    code, _, err = _run(capsys, "--cam", "99", "--model", pose_model)
     assert code == 2 and "Cannot open camera 99" in err and len(err.strip().splitlines()) == 1
 
 
-def test_usage_errors(capsys, tmp_path, tiny_int8_tflite):
+def test_usage_errors(capsys, tmp_path, pose_model):
     code, _, err = _run(capsys, "--model", tmp_path / "nope.tflite")
     assert code == 2 and "Model file not found" in err
-    code, _, err = _run(capsys, SAMPLE_IMAGE, "--cam", "0", "--model", tiny_int8_tflite)
+    code, _, err = _run(capsys, SAMPLE_IMAGE, "--cam", "0", "--model", pose_model)
     assert code == 2 and "not both" in err
-    code, _, err = _run(capsys, "--json", "-", "--csv", "-", "--model", tiny_int8_tflite)
+    code, _, err = _run(capsys, "--json", "-", "--csv", "-", "--model", pose_model)
     assert code == 2 and "stdout" in err
-    code, _, err = _run(
-        capsys, SAMPLE_IMAGE, SAMPLE_IMAGE, "--output", tmp_path / "one.jpg", "--model", tiny_int8_tflite
-    )
+    code, _, err = _run(capsys, SAMPLE_IMAGE, SAMPLE_IMAGE, "--output", tmp_path / "one.jpg", "--model", pose_model)
     assert code == 2 and "give a folder" in err
 
 
-def test_no_face_found(capsys, tmp_path, tiny_int8_tflite):
+def test_no_face_found(capsys, tmp_path, pose_model):
     cv2.imwrite(str(tmp_path / "wall.jpg"), np.full((200, 300, 3), 180, np.uint8))
-    code, out, err = _run(capsys, tmp_path / "wall.jpg", "--model", tiny_int8_tflite)
+    code, out, err = _run(capsys, tmp_path / "wall.jpg", "--model", pose_model)
     assert code == 1 and "no face found in" in err and out == ""
 
 
@@ -270,10 +269,10 @@ def _video_info(path: Path) -> tuple[int, int, int]:
     return frames, *size
 
 
-def test_video_end_to_end(capsys, tmp_path, tiny_int8_tflite, face_video):
+def test_video_end_to_end(capsys, tmp_path, pose_model, face_video):
     out = tmp_path / "drawn.mp4"
     code, stdout, err = _run(
-        capsys, face_video, "--model", tiny_int8_tflite, "--output", out, "--smooth", "--csv", tmp_path / "r.csv"
+        capsys, face_video, "--model", pose_model, "--output", out, "--smooth", "--csv", tmp_path / "r.csv"
     )
     assert code == 0, err
     assert _video_info(out) == (12, 320, 240)
@@ -288,20 +287,20 @@ def test_video_end_to_end(capsys, tmp_path, tiny_int8_tflite, face_video):
     assert len(_table(stdout)) == 12
 
 
-def test_progress_bars_per_input_and_per_frame(capsys, tmp_path, tiny_int8_tflite, face_video):
-    code, out, err = _run(capsys, face_video, SAMPLE_IMAGE, "--model", tiny_int8_tflite, "--progress")
+def test_progress_bars_per_input_and_per_frame(capsys, tmp_path, pose_model, face_video):
+    code, out, err = _run(capsys, face_video, SAMPLE_IMAGE, "--model", pose_model, "--progress")
     assert code == 0 and "inputs: 100%" in err and "2/2" in err
     assert "frames " in err and f"{face_video.name}: 100%" in err and "12/12" in err
     assert len(_table(out)) >= 2 and "%|" not in out  # the table stays whole on stdout
-    code, out, err = _run(capsys, face_video, "--model", tiny_int8_tflite, "--max-frames", "5", "--progress")
+    code, out, err = _run(capsys, face_video, "--model", pose_model, "--max-frames", "5", "--progress")
     assert code == 0 and "5/5" in err
     for flags in ((), ("--quiet", "--progress")):  # no bar off a terminal, none with --quiet
-        code, _, err = _run(capsys, face_video, "--model", tiny_int8_tflite, *flags)
+        code, _, err = _run(capsys, face_video, "--model", pose_model, *flags)
         assert code == 0 and "%|" not in err
 
 
-def test_video_max_frames_and_folder_output(capsys, tmp_path, tiny_int8_tflite, face_video):
-    code, _, err = _run(capsys, face_video, "--model", tiny_int8_tflite, "--output", tmp_path, "--max-frames", "5")
+def test_video_max_frames_and_folder_output(capsys, tmp_path, pose_model, face_video):
+    code, _, err = _run(capsys, face_video, "--model", pose_model, "--output", tmp_path, "--max-frames", "5")
     assert code == 0, err
     assert _video_info(tmp_path / "drift.mp4") == (5, 320, 240)
 
@@ -313,11 +312,11 @@ def test_config_validation():
         PredictConfig(threads=0)
 
 
-def test_inference_path_imports_no_tensorflow(tiny_int8_tflite):
+def test_inference_path_imports_no_tensorflow(pose_model):
     code = (
         "import sys\n"
         "from qa_headpose import cli; from qa_headpose.inference import detect, draw, estimator, predict, video\n"
-        f"assert cli.main(['predict', '--model', {str(tiny_int8_tflite)!r}, '--quiet']) == 0\n"
+        f"assert cli.main(['predict', '--model', {str(pose_model)!r}, '--quiet']) == 0\n"
         "bad = [m for m in ('tensorflow', 'tf_keras', 'keras', 'qa_headpose.training._keras') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -330,8 +329,9 @@ def test_shipped_model_on_the_sample(capsys):
     code, out, err = _run(capsys)  # no argument, no --model: what a new user runs first
     assert code == 0, err
     (row,) = _table(out)
-    # The astronaut faces the camera with a slight head tilt.
-    assert abs(row["yaw"]) < 20 and abs(row["pitch"]) < 25 and abs(row["roll"]) < 15
+    # The astronaut faces the camera, looking slightly down: the accurate model said (0.8, -5.5, 1.6) when this
+    # was written. 2.5 deg each way: a retrained model may move a little, pitch and roll swapped moves 7 deg.
+    np.testing.assert_allclose([row["yaw"], row["pitch"], row["roll"]], [0.8, -5.5, 1.6], atol=2.5)
 
 
 def test_mirror_flag_gives_the_mirroring_estimators_poses(capsys, tmp_path):
@@ -362,8 +362,10 @@ def test_shipped_model_on_aflw2000_val_faces(capsys, tmp_path, aflw_dir):
     assert code in (0, 1), err
     faces = json.loads((tmp_path / "r.json").read_text())["faces"]
     assert len(faces) >= 0.9 * len(labels)
-    errors = [np.abs(np.array([f["yaw"], f["pitch"], f["roll"]]) - labels[f["file"]]) for f in faces]
-    assert np.mean(errors) < 10.0
+    errors = np.array([np.abs(np.array([f["yaw"], f["pitch"], f["roll"]]) - labels[f["file"]]) for f in faces])
+    # Measured on these 39 faces: MAE (yaw, pitch, roll) = (3.43, 4.65, 2.01), mean 3.36. The detector box
+    # cut without its mapping to the landmark box gives roll 2.83, mean 3.84; pitch and roll swapped far more.
+    assert errors.mean() < 3.6 and errors[:, 2].mean() < 2.4, errors.mean(0)
 
 
 def _json_without_timing(path: Path) -> dict:

@@ -29,6 +29,15 @@ def _leftovers(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if _TEMP_NAME.fullmatch(p.name) or (p.is_dir() and p.name.endswith("_temp"))]
 
 
+def _wait_until(condition, proc: subprocess.Popen, timeout_s: float, what: str) -> None:
+    """Polls ``condition()`` until it holds; fails if ``proc`` exits first or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert proc.poll() is None, f"the process ended (code {proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s"
+        time.sleep(0.002)
+
+
 def _epochs_logged(path: Path) -> list[int]:
     with open(path, newline="") as f:
         return [int(row["epoch"]) for row in csv.DictReader(f)]
@@ -83,18 +92,21 @@ for i in range(1, 100000):
 
 
 def test_checkpoint_killed_mid_save_restores_the_previous_one(tmp_path):
-    """SIGKILL while CheckpointManager saves in a loop: the latest indexed checkpoint always restores whole."""
+    """SIGKILL while CheckpointManager saves in a loop: the latest indexed checkpoint always restores whole.
+
+    Killed the moment TF's ``ckpt-N_temp`` folder of a save in progress appears, after 1, 2 and 3 whole saves.
+    """
     import tensorflow as tf
 
     folder = tmp_path / "ckpt"
-    for delay in (0.05, 0.13, 0.31):
+    for saves in (1, 2, 3):
         proc = subprocess.Popen(
             [sys.executable, "-c", _SAVE_LOOP, str(folder)], env=_env(), stdout=subprocess.PIPE, text=True
         )
         try:
-            first = proc.stdout.readline()  # one save done: the next ones are being written
-            assert first.strip(), "the save loop did not start"
-            time.sleep(delay)
+            done = [proc.stdout.readline() for _ in range(saves)]  # whole saves: the next one is being written
+            assert done[-1].strip(), "the save loop did not start"
+            _wait_until(lambda: any(folder.glob("*_temp")), proc, 60, "checkpoint save in progress")
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.kill()
@@ -126,10 +138,10 @@ def test_sigkill_mid_epoch_then_resume(tmp_path, synthetic_faces):
     with open(tmp_path / "first.log", "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + RUN_TIMEOUT_S
-            while not index.exists() and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.3)  # into the next epoch's steps
+            # Killed once the first epoch is logged and checkpointed, while the next one runs.
+            logged = run / "float" / "log.csv"
+            first_epoch = lambda: index.exists() and logged.is_file() and logged.read_text().count("\n") >= 2  # noqa: E731
+            _wait_until(first_epoch, proc, RUN_TIMEOUT_S, "first float epoch")
             still_running = proc.poll() is None
             proc.send_signal(signal.SIGKILL)
         finally:

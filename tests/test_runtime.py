@@ -8,65 +8,98 @@ from qa_headpose.core.errors import ModelError
 from qa_headpose.inference.runtime import TFLiteRunner
 
 
-def test_runner_batches_and_is_deterministic(tiny_int8_tflite, tiny_images):
-    runner = TFLiteRunner(tiny_int8_tflite, num_threads=2)
-    x = tiny_images.astype(np.float32)
+def _pose_batch(runner: TFLiteRunner, crops: list[np.ndarray]) -> np.ndarray:
+    from qa_headpose.inference.preprocess import to_model_input
+
+    return to_model_input(crops, runner.input_size)
+
+
+def test_runner_batches_and_is_deterministic(pose_model, pose_crops):
+    runner = TFLiteRunner(pose_model, num_threads=2)
+    x = _pose_batch(runner, pose_crops)
     batch = runner(x)
     single = np.concatenate([runner(x[i : i + 1]) for i in range(len(x))])
-    assert batch.shape == (8, 3) and batch.dtype == np.float32
+    assert batch.shape == (10, 3) and batch.dtype == np.float32
     np.testing.assert_allclose(batch, single, atol=1e-6)
     # Outputs lie on the int8 grid of 0.78125 degrees.
     np.testing.assert_allclose(batch / (100 / 128), np.round(batch / (100 / 128)), atol=1e-4)
 
 
-def test_quantize_round_trip(tiny_int8_tflite):
-    runner = TFLiteRunner(tiny_int8_tflite)
+def test_quantize_round_trip(pose_model):
+    runner = TFLiteRunner(pose_model)
     pixels = np.array([0.0, 1.0, 127.0, 128.0, 255.0], np.float32)
     q = runner.quantize_input(pixels)
     assert q.dtype == np.int8 and q.tolist() == [-128, -127, -1, 0, 127]
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16])
+def test_quantize_rounds_shifts_and_saturates(dtype):
+    """q = clip(round(x / scale + zero_point)) with a scale and zero point that are neither 1 nor 0."""
+    from qa_headpose.inference.runtime import dequantize, quantize
+
+    info = np.iinfo(dtype)
+    scale, zero_point = 0.5, 3 if dtype != np.uint8 else 131
+    x = np.array([-1e6, -2.3, -0.26, 0.0, 0.24, 0.26, 1.0, 7.7, 1e6], np.float32)
+    expected = np.clip(np.round(x / scale + zero_point), info.min, info.max)
+    q = quantize(x, dtype, (scale, zero_point))
+    assert q.dtype == dtype and q.tolist() == expected.astype(int).tolist()
+    assert q[0] == info.min and q[-1] == info.max  # saturates instead of wrapping around
+    assert q[4] == zero_point and q[5] == zero_point + 1  # 0.24 / 0.5 rounds down, 0.26 / 0.5 up
+    back = dequantize(q, dtype, (scale, zero_point))
+    assert back.dtype == np.float32
+    np.testing.assert_allclose(back[1:-1], (expected[1:-1] - zero_point) * scale)
+    np.testing.assert_allclose(back[1:-1], x[1:-1], atol=scale / 2)
+
+
+def test_float32_tensors_pass_through_unscaled():
+    from qa_headpose.inference.runtime import dequantize, quantize
+
+    x = np.array([[-1.5, 0.25, 300.0]], np.float64)
+    for convert in (quantize, dequantize):
+        y = convert(x, np.float32, (0.5, 3))
+        assert y.dtype == np.float32 and y.tolist() == [[-1.5, 0.25, 300.0]]
+
+
 @pytest.mark.parametrize(
     "bad",
     [
-        np.zeros((1, 31, 32, 3), np.float32),
-        np.zeros((0, 32, 32, 3), np.float32),
-        np.full((1, 32, 32, 3), np.nan, np.float32),
+        np.zeros((1, 79, 80, 3), np.float32),
+        np.zeros((0, 80, 80, 3), np.float32),
+        np.full((1, 80, 80, 3), np.nan, np.float32),
+        np.full((1, 80, 80, 3), np.inf, np.float32),
+        np.zeros((80, 80, 3), np.float32),
     ],
 )
-def test_runner_rejects_bad_input(tiny_int8_tflite, bad):
+def test_runner_rejects_bad_input(pose_model, bad):
     with pytest.raises(ValueError):
-        TFLiteRunner(tiny_int8_tflite)(bad)
+        TFLiteRunner(pose_model)(bad)
 
 
-def test_bad_model_files(tmp_path, tiny_int8_tflite):
+def test_bad_model_files(tmp_path, pose_model):
     with pytest.raises(ModelError, match="not found"):
         TFLiteRunner(tmp_path / "missing.tflite")
     (tmp_path / "garbage.tflite").write_bytes(b"\x00" * 1000)
     with pytest.raises(ModelError, match="Not a valid"):
         TFLiteRunner(tmp_path / "garbage.tflite")
-    (tmp_path / "cut.tflite").write_bytes(tiny_int8_tflite.read_bytes()[:5000])
+    (tmp_path / "cut.tflite").write_bytes(pose_model.read_bytes()[:5000])
     with pytest.raises(ModelError):
         TFLiteRunner(tmp_path / "cut.tflite")
     with pytest.raises(ValueError, match="num_threads"):
-        TFLiteRunner(tiny_int8_tflite, num_threads=0)
+        TFLiteRunner(pose_model, num_threads=0)
 
 
-def test_tf_lite_interpreter_class_gives_same_numbers(tiny_int8_tflite, tiny_images):
+def test_tf_lite_interpreter_class_gives_same_numbers(pose_model, pose_crops):
     import tensorflow as tf  # the test may; the inference runtime never does
 
-    x = tiny_images.astype(np.float32)
-    np.testing.assert_allclose(
-        TFLiteRunner(tiny_int8_tflite, interpreter_cls=tf.lite.Interpreter)(x),
-        TFLiteRunner(tiny_int8_tflite)(x),
-        atol=1e-6,
-    )
+    litert = TFLiteRunner(pose_model)
+    x = _pose_batch(litert, pose_crops)
+    np.testing.assert_allclose(TFLiteRunner(pose_model, interpreter_cls=tf.lite.Interpreter)(x), litert(x), atol=1e-6)
 
 
-def test_runtime_does_not_import_tensorflow(tiny_int8_tflite):
+def test_runtime_does_not_import_tensorflow(pose_model):
     code = (
         "import sys, numpy as np; from qa_headpose.inference.runtime import TFLiteRunner; "
-        f"r = TFLiteRunner({str(tiny_int8_tflite)!r}); r(np.zeros((1, 32, 32, 3), np.float32)); "
+        f"r = TFLiteRunner({str(pose_model)!r}); r(np.zeros((1, r.input_size, r.input_size, 3), np.float32)); "
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -46,37 +46,74 @@ def test_wheel_carries_what_inference_needs_and_nothing_else(wheel):
     assert not [n for n in names if n.endswith(".h5") or "float32" in n or n.startswith("weights/")]
 
 
-def test_the_installed_wheel_predicts_outside_the_checkout(wheel, tmp_path):
-    venv = tmp_path / "venv"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the venv, not a checkout on the path
-    # System site-packages give numpy, OpenCV and LiteRT without a download; the wheel's own
-    # qa_headpose in the venv comes first on the path, ahead of the checkout's editable install.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
-    # --ignore-installed: the checkout's editable install of the same version is visible through the system
-    # site-packages, and pip would otherwise call the requirement satisfied and install nothing.
+def _site_dirs() -> list[str]:
+    """The running interpreter's site-packages folders (a venv's, a system's, the user's), never the checkout."""
+    return [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+
+
+@pytest.fixture(scope="module")
+def wheel_venv(wheel, tmp_path_factory) -> Path:
+    """A venv from the bare base interpreter, with the wheel installed and its dependencies taken from this one.
+
+    No ``--system-site-packages``: the base interpreter may have nothing installed. A ``.pth`` puts this
+    interpreter's site-packages after the venv's own, so pip resolves the wheel's requirements there
+    (``--no-index``: nothing is downloaded; a requirement missing here fails the install) and the
+    wheel's own ``qa_headpose`` comes first on the path.
+    """
+    venv = tmp_path_factory.mktemp("wheel_venv") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    (site,) = venv.glob("lib/python3*/site-packages")
+    (site / "zz_running_site_packages.pth").write_text("\n".join(_site_dirs()) + "\n")
     pip = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--ignore-installed", str(wheel)],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", str(wheel)],
         capture_output=True,
         text=True,
-        env=env,
+        env=_clean_env(),
+        timeout=300,
     )
     assert pip.returncode == 0, pip.stderr[-2000:]
+    return venv
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
+def test_the_installed_wheel_predicts_outside_the_checkout(wheel_venv, tmp_path):
+    python = str(wheel_venv / "bin" / "python")
     where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import qa_headpose; print(qa_headpose.__file__)"],
+        [python, "-c", "import qa_headpose; print(qa_headpose.__file__)"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env=env,
+        env=_clean_env(),
     )
-    assert where.stdout.strip().startswith(str(venv)), where.stdout + where.stderr
+    assert where.stdout.strip().startswith(str(wheel_venv)), where.stdout + where.stderr
     got = subprocess.run(
-        [str(venv / "bin" / "qa-headpose"), "predict", "--model", "fast", "--json", "-"],
+        [str(wheel_venv / "bin" / "qa-headpose"), "predict", "--model", "fast", "--json", "-"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
         timeout=120,
-        env=env,
+        env=_clean_env(),
     )
     assert got.returncode == 0, got.stderr[-2000:]
     faces = json.loads(got.stdout)["faces"]
     assert len(faces) == 1 and abs(faces[0]["yaw"]) < 20
+
+
+def test_a_missing_dependency_is_one_line_naming_the_pip_command(wheel_venv, tmp_path):
+    """OpenCV absent (a None in sys.modules makes its import fail as if uninstalled): exit 1, not a usage error."""
+    code = "import sys; sys.modules['cv2'] = None; from qa_headpose.cli import main; sys.exit(main())"
+    got = subprocess.run(
+        [str(wheel_venv / "bin" / "python"), "-c", code, "predict", "--model", "fast"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env=_clean_env(),
+    )
+    assert got.returncode == 1, got.stderr
+    assert got.stderr.count("\n") == 1 and "Traceback" not in got.stderr, got.stderr
+    assert "qa-headpose predict: error: missing dependency" in got.stderr
+    assert "pip install 'opencv-python-headless>=4.9'" in got.stderr, got.stderr

@@ -1,8 +1,8 @@
 """``qa-headpose`` command line: the parser, the subcommand registry and the error handling.
 
 Every subcommand returns an exit code: 0 on success, 2 for bad input (one line on
-stderr, no traceback), 1 for an unexpected failure (one line too; set QA_HEADPOSE_TRACEBACK=1
-to see the traceback). Bad input is a bad command line (argparse's error, without the usage
+stderr, no traceback), 1 for a missing dependency (one line naming the pip command) or an
+unexpected failure (one line too; set QA_HEADPOSE_TRACEBACK=1 to see the traceback). Bad input is a bad command line (argparse's error, without the usage
 block), `UsageError`, `DataError`, `ModelError` or another ValueError/OSError.
 """
 
@@ -79,10 +79,14 @@ def run_command(name: str, call: Callable[[], int]) -> int:
         NotADirectoryError,
         PermissionError,
         ValueError,
-        ImportError,
     ) as exc:
         print(f"qa-headpose {name}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ImportError as exc:  # the environment, not the command line: say what to install
+        from qa_headpose.core.deps import missing_dependency_message
+
+        print(f"qa-headpose {name}: error: {missing_dependency_message(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"qa-headpose {name}: interrupted", file=sys.stderr)
         return 130
