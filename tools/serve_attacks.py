@@ -220,12 +220,12 @@ def non_json_errors(url: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- the server
-def start(args: list[str], log: Path, nofile: int = 1024) -> tuple[subprocess.Popen, str]:
-    """``qa-headpose serve --port 0 *args`` under an open-files limit of ``nofile``; (process, URL)."""
+def start(args: list[str], log: Path, nofile: int = 1024, hard: bool = False) -> tuple[subprocess.Popen, str]:
+    """``qa-headpose serve --port 0 *args`` under an open-files limit of ``nofile`` (soft, or also ``hard`` so the
+    server cannot raise it); (process, URL)."""
 
     def limit() -> None:
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile if hard else resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
     out = log.with_suffix(".out")
     with open(out, "wb") as fo, open(log, "wb") as fe:
