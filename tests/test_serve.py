@@ -314,13 +314,25 @@ def test_slow_body_times_out(server):
 
 
 def test_full_upload_slots_answer_503_then_recover(server, estimator):
-    """Uploads that keep their rate above the drop threshold hold their slots: one more is refused with 503."""
+    """Uploads that keep sending (4 kB every 50 ms, above the stall thresholds) hold their slots: one more is
+    refused with 503, and served once they leave."""
     declared = MAX_BODY_MB * 2**20 - 1000
     head = f"POST /v1/poses HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: {declared}\r\n\r\n"
     held = [socket.create_connection((server["host"], server["port"]), timeout=30) for _ in range(MAX_UPLOADS)]
+    stop = threading.Event()
+
+    def keep_sending() -> None:
+        for _ in range(200):  # at most 10 s, far less than the declared length takes
+            for sock in held:
+                sock.sendall(bytes(4096))
+            if stop.wait(0.05):
+                return
+
+    for sock in held:
+        sock.sendall(head.encode() + b"\xff\xd8\xff")
+    sender = threading.Thread(target=keep_sending)
+    sender.start()
     try:
-        for sock in held:  # 600 kB at once: far above MIN_UPLOAD_RATE for the test's length, so never dropped
-            sock.sendall(head.encode() + b"\xff\xd8\xff" + bytes(600_000))
         deadline = time.monotonic() + BODY_TIMEOUT_S - 0.5
         while request(server, "GET", "/v1/health")[2]["uploading"] < MAX_UPLOADS:
             assert time.monotonic() < deadline, "the uploads did not all reach the server"
@@ -328,6 +340,8 @@ def test_full_upload_slots_answer_503_then_recover(server, estimator):
         status, resp, answer = request(server, "POST", "/v1/poses", SAMPLE.read_bytes(), {"Content-Type": "image/jpeg"})
         assert status == 503 and answer["error"]["code"] == "busy" and resp.getheader("Retry-After") == "1"
     finally:
+        stop.set()
+        sender.join(30)
         for sock in held:
             sock.close()
     deadline = time.monotonic() + 10

@@ -11,7 +11,7 @@ import pytest
 from qa_headpose.inference import images
 
 pytest.importorskip("starlette", reason="qa-headpose serve needs the serve extra: pip install -e .[serve]")
-from qa_headpose.serve.config import MIN_UPLOAD_RATE, UPLOAD_GRACE_S  # noqa: E402
+from qa_headpose.serve.config import MIN_UPLOAD_RATE, STALL_S, UPLOAD_GRACE_S  # noqa: E402
 from qa_headpose.serve.errors import ApiError  # noqa: E402
 from qa_headpose.serve.limits import MAX_PARTS, UploadGate, check_image, image_from_multipart  # noqa: E402
 
@@ -30,14 +30,17 @@ def test_gate_refuses_when_full_then_drops_a_stalled_upload():
     assert _code(lambda: gate.admit(MIB)) == "busy"  # both are young: no one is dropped
     first.started -= UPLOAD_GRACE_S + 1  # stalled: nothing received since
     second.started -= UPLOAD_GRACE_S + 1
-    second.received = int(MIN_UPLOAD_RATE * (UPLOAD_GRACE_S + 2))  # fast enough to keep its slot
+    second.received = int(MIN_UPLOAD_RATE * (UPLOAD_GRACE_S + 2))  # fast enough, and bytes came just now
     third = gate.admit(MIB)
     assert first.dropped.is_set() and not second.dropped.is_set() and gate.uploads == {second, third}
+    second.last -= STALL_S  # fast on average, then silent: stalled too
+    fourth = gate.admit(MIB)
+    assert second.dropped.is_set() and gate.uploads == {third, fourth}
     assert gate.held_bytes == 2 * MIB
-    gate.finish(second)
-    assert gate.uploads == {third} and gate.held_bytes == 2 * MIB  # bytes held until the worker is done
-    gate.release(second)
-    gate.release(second)  # twice is harmless
+    gate.finish(third)
+    assert gate.uploads == {fourth} and gate.held_bytes == 2 * MIB  # bytes held until the worker is done
+    gate.release(third)
+    gate.release(third)  # twice is harmless
     assert gate.held_bytes == MIB
 
 

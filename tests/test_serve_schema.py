@@ -106,3 +106,10 @@ def test_cli_flags_reach_the_config():
 def test_config_refuses_bad_limits(changes, fragment):
     with pytest.raises(ValueError, match=re.escape(fragment)):
         ServeConfig(**changes)
+
+
+def test_docs_error_table_is_errors():
+    """docs/serve.md's table of error codes is `ERRORS`, row for row."""
+    text = (PACKAGE.parent / "docs" / "serve.md").read_text()
+    rows = re.findall(r"^\| (\d{3}) \| `(\w+)` \| (.+?) \|$", text, re.MULTILINE)
+    assert {code: (int(status), meaning) for status, code, meaning in rows} == ERRORS

@@ -120,27 +120,43 @@ def _unchunk(body: bytes) -> bytes:
 
 
 class HealthProbe:
-    """A thread asking ``GET /v1/health`` every 50 ms on a new connection; keeps the worst latency and failures."""
+    """Asks ``GET /v1/health`` every 50 ms on a new connection, from another process (this script with
+    ``--probe``), so the attackers' threads here cannot delay it; keeps the worst latency and the failures."""
 
     def __init__(self, url: str) -> None:
         self.url, self.worst, self.failures, self.count = url, 0.0, 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            status, _, _, seconds = http(self.url, "GET", "/v1/health", timeout=30)
-            self.count += 1
-            self.worst = max(self.worst, seconds)
-            self.failures += status != 200
 
     def __enter__(self) -> HealthProbe:
-        self._thread.start()
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", self.url]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout.readline().strip() == "probing"  # the first request has been answered
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(60)
+        out, _ = self._proc.communicate("", timeout=60)  # closing its stdin stops it
+        self.worst, self.failures, self.count = json.loads(out.splitlines()[-1])
+
+
+def _probe(url: str) -> None:
+    worst, failures, count = 0.0, 0, 0
+    stop = threading.Event()
+
+    def run() -> None:
+        nonlocal worst, failures, count
+        while True:
+            status, _, _, seconds = http(url, "GET", "/v1/health", timeout=30)
+            if count == 0:
+                print("probing", flush=True)
+            count, worst, failures = count + 1, max(worst, seconds), failures + (status != 200)
+            if stop.wait(0.05):
+                return
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    sys.stdin.read()
+    stop.set()
+    thread.join(60)
+    print(json.dumps([worst, failures, count]), flush=True)
 
 
 def open_idle(url: str, count: int) -> list[socket.socket]:
@@ -225,7 +241,9 @@ def start(args: list[str], log: Path, nofile: int = 1024, hard: bool = False) ->
     server cannot raise it); (process, URL)."""
 
     def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile if hard else resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (nofile, nofile if hard else resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        )
 
     out = log.with_suffix(".out")
     with open(out, "wb") as fo, open(log, "wb") as fe:
@@ -338,6 +356,60 @@ def attack_memory(url: str, side: int) -> str:
     )
 
 
+def held_uploads(url: str, count: int, size: int = 19 * 2**20) -> list[socket.socket]:
+    """``count`` uploads that send ``size`` bytes fast, then stall before their last kB: bodies held in memory."""
+    socks = open_idle(url, count)
+    head = f"POST /v1/poses HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: {size + 1024}\r\n\r\n"
+    for sock in socks:
+        try:
+            sock.sendall(head.encode() + b"\xff\xd8\xff" + bytes(size - 3))
+        except OSError:
+            pass  # refused (503) once the byte budget is full
+    return socks
+
+
+def attack_mix(url: str, side: int) -> str:
+    """Every attack at once for ~10 s, while a normal client uploads every 0.3 s: its worst latency."""
+    crafted, bomb = crafted_jpeg(20 * 2**20 - 2000), png_16bit_rgba(side, side)
+    latencies: list[float] = []
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def normal_client() -> None:
+        while not stop.wait(0.3):
+            start, status = time.monotonic(), 0
+            while status != 200 and time.monotonic() - start < 30:  # retries a 503 after 0.25 s
+                status = normal_upload(url)[0]
+                statuses.append(status)
+                if status != 200:
+                    time.sleep(0.25)
+            latencies.append(time.monotonic() - start)
+
+    with HealthProbe(url) as probe:
+        held = held_uploads(url, 13)
+        idle = open_idle(url, 300)
+        stalled = stall_uploads(url, 20)
+        client = threading.Thread(target=normal_client)
+        client.start()
+        heavy = [(crafted, "image/jpeg")] * 2 + [(bomb, "image/png")] * 4
+        answers = in_parallel(lambda: http(url, "POST", "/v1/poses", *_pop(heavy), 120), len(heavy))
+        stop.wait(3.0)  # a measurement tool: keep the attack up a little longer
+        stop.set()
+        client.join(60)
+        for sock in held + idle + stalled:
+            sock.close()
+    return (
+        f"13 held 19 MiB bodies + 300 idle + 20 stalled + 2 crafted JPEG + 4 PNG bombs: heavy answers "
+        f"{sorted(a[0] for a in answers)}; normal client: {len(latencies)} uploads served, worst {max(latencies):.2f} s "
+        f"to a 200 ({statuses.count(503)} x 503 retried); health worst {probe.worst:.2f} s ({probe.failures} failed of {probe.count})"
+    )
+
+
+def _pop(items: list) -> tuple:
+    payload, ctype = items.pop()
+    return payload, {"Content-Type": ctype}
+
+
 def attack_errors(url: str) -> str:
     bad = non_json_errors(url)
     return f"{len(malformed_requests('x'))} malformed requests: {len(bad)} non-JSON error bodies {bad}"
@@ -345,11 +417,15 @@ def attack_errors(url: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", nargs="*", default=["jpeg", "idle", "stall", "memory", "errors"])
+    p.add_argument("--only", nargs="*", default=["jpeg", "idle", "stall", "memory", "errors", "mix"])
     p.add_argument("--side", type=int, default=5792, help="PNG side for the memory attack (default: 2**25 px)")
     p.add_argument("--log", type=Path, default=Path("/tmp/serve_attacks.err"))
+    p.add_argument("--probe", metavar="URL", help=argparse.SUPPRESS)  # HealthProbe's other process
     p.add_argument("server_args", nargs="*")
     args = p.parse_args(argv)
+    if args.probe:
+        _probe(args.probe)
+        return 0
     proc, url = start(["--threads", "2", *args.server_args], args.log)
     try:
         print(f"server {url} pid {proc.pid}: RSS after start {peak_rss_mb(proc.pid):.0f} MB", flush=True)
@@ -360,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                 "stall": attack_stall,
                 "memory": lambda u: attack_memory(u, args.side),
                 "errors": attack_errors,
+                "mix": lambda u: attack_mix(u, args.side),
             }[name](url)
             alive = http(url, "GET", "/v1/health", timeout=30)[0]
             print(

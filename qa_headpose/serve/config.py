@@ -6,10 +6,12 @@ import dataclasses
 
 MB = 2**20
 
-# An upload that has run this long at under this many bytes/s may be dropped (408) to make room for a new one
-# when the upload slots or the byte budget are full: a client that stalls cannot hold a slot against others.
+# An upload older than UPLOAD_GRACE_S that has received nothing for STALL_S, or averages under MIN_UPLOAD_RATE
+# bytes/s, is stalled: it is dropped (408) to make room for a new one when the upload slots or the byte budget
+# are full, so holding a slot against others costs a client a steady MIN_UPLOAD_RATE per slot.
 UPLOAD_GRACE_S = 0.5
-MIN_UPLOAD_RATE = 8192
+STALL_S = 1.0
+MIN_UPLOAD_RATE = 32 * 1024
 # A request line and headers over this many bytes are refused (431) and the connection closed.
 MAX_HEADER_BYTES = 64 * 1024
 # Connections kept free of the open-files limit for the model, logs and the worker threads.

@@ -13,7 +13,7 @@ import time
 from typing import AsyncIterator
 
 from qa_headpose.inference.images import image_header_size
-from qa_headpose.serve.config import MIN_UPLOAD_RATE, UPLOAD_GRACE_S, ServeConfig
+from qa_headpose.serve.config import MIN_UPLOAD_RATE, STALL_S, UPLOAD_GRACE_S, ServeConfig
 from qa_headpose.serve.errors import ApiError
 
 IMAGE_FORMATS = ("jpeg", "png", "webp")
@@ -28,21 +28,22 @@ class Upload:
     """One body being received: its byte reservation, progress, and the event set when it is dropped."""
 
     def __init__(self, reserved: int) -> None:
-        self.started = time.monotonic()
+        self.started = self.last = time.monotonic()  # last: when the latest bytes came
         self.reserved = reserved
         self.received = 0
         self.dropped = asyncio.Event()
 
-    def rate(self, now: float) -> float:
-        return self.received / max(now - self.started, 1e-6)
+    def stalled(self, now: float) -> bool:
+        """Past its grace, and silent for `STALL_S` or slower than `MIN_UPLOAD_RATE` on average."""
+        age = now - self.started
+        return age >= UPLOAD_GRACE_S and (now - self.last >= STALL_S or self.received < MIN_UPLOAD_RATE * age)
 
 
 class UploadGate:
     """Bounds uploads in progress (count) and bodies held (bytes, uploading or queued) apart from queued work.
 
-    When a new upload finds the slots or the bytes full, the slowest upload that has run over
-    `UPLOAD_GRACE_S` at under `MIN_UPLOAD_RATE` bytes/s is dropped (it answers 408) to make room;
-    without such an upload the new one is refused with 503.
+    When a new upload finds the slots or the bytes full, the stalled upload (`Upload.stalled`) silent
+    for longest is dropped (it answers 408) to make room; without one the new upload is refused with 503.
     """
 
     def __init__(self, max_uploads: int, max_bytes: int) -> None:
@@ -81,14 +82,10 @@ class UploadGate:
 
     def _drop_slowest(self) -> bool:
         now = time.monotonic()
-        stalled = [
-            u
-            for u in self.uploads
-            if now - u.started >= UPLOAD_GRACE_S and u.rate(now) < MIN_UPLOAD_RATE and not u.dropped.is_set()
-        ]
+        stalled = [u for u in self.uploads if u.stalled(now) and not u.dropped.is_set()]
         if not stalled:
             return False
-        victim = min(stalled, key=lambda u: u.rate(now))
+        victim = min(stalled, key=lambda u: (u.last, u.received))
         victim.dropped.set()
         self.release(victim)
         return True
@@ -115,6 +112,7 @@ async def read_body(stream: AsyncIterator[bytes], upload: Upload, gate: UploadGa
         chunks = []
         async for chunk in stream:
             upload.received += len(chunk)
+            upload.last = time.monotonic()
             if upload.received > cfg.max_body_bytes:
                 raise ApiError("body_too_large", f"the body is over {cfg.max_body_bytes} bytes, the most accepted")
             gate.grow(upload, upload.received)
