@@ -14,8 +14,12 @@ STALL_S = 1.0
 MIN_UPLOAD_RATE = 32 * 1024
 # A request line and headers over this many bytes are refused (431) and the connection closed.
 MAX_HEADER_BYTES = 64 * 1024
-# Connections kept free of the open-files limit for the model, logs and the worker threads.
-RESERVED_FDS = 128
+# asyncio accepts up to this many connections per wake-up, before any is closed to make room (the listen queue
+# itself is LISTEN_BACKLOG); descriptors kept free of the open-files limit: the server's own files and sockets
+# (~30) and two such bursts, so accepting never fails with "Too many open files".
+ACCEPT_BURST = 32
+LISTEN_BACKLOG = 1024
+RESERVED_FDS = 64 + 2 * ACCEPT_BURST
 # Bad requests and accept errors logged per message and per window (the rest are counted, then summed up).
 LOG_BURST = 5
 LOG_WINDOW_S = 60.0

@@ -25,7 +25,15 @@ from typing import Callable
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from qa_headpose.serve.config import LOG_BURST, LOG_WINDOW_S, MAX_HEADER_BYTES, RESERVED_FDS, ServeConfig
+from qa_headpose.serve.config import (
+    ACCEPT_BURST,
+    LISTEN_BACKLOG,
+    LOG_BURST,
+    LOG_WINDOW_S,
+    MAX_HEADER_BYTES,
+    RESERVED_FDS,
+    ServeConfig,
+)
 from qa_headpose.serve.errors import raw_error_response
 from qa_headpose.serve.routes import create_app
 
@@ -33,7 +41,10 @@ logger = logging.getLogger(__name__)
 
 
 class RateLimitFilter(logging.Filter):
-    """Lets through `LOG_BURST` records per message per `LOG_WINDOW_S`; counts the rest and says how many."""
+    """Lets through `LOG_BURST` records per message per `LOG_WINDOW_S`; counts the rest and says how many.
+
+    An OSError's traceback is cut to one line (an accept that fails for want of descriptors is not a bug).
+    """
 
     def __init__(self, burst: int = LOG_BURST, window_s: float = LOG_WINDOW_S) -> None:
         super().__init__()
@@ -49,6 +60,9 @@ class RateLimitFilter(logging.Filter):
             entry[:] = [now, 0, 0]
         if entry[1] < self.burst:
             entry[1] += 1
+            if record.exc_info and isinstance(record.exc_info[1], OSError):
+                record.msg = f"{record.msg} ({record.exc_info[1]})".replace("\n", "; ")
+                record.exc_info = record.exc_text = None
             return True
         entry[2] += 1
         return False
@@ -151,6 +165,15 @@ def guarded_protocol(cfg: ServeConfig, max_connections: int) -> type[HttpToolsPr
     return GuardedProtocol
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, with the listen queue widened once asyncio has set it to its accept burst."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        for sock in sockets or []:
+            sock.listen(LISTEN_BACKLOG)
+
+
 def server_url(sock: socket.socket) -> str:
     """``http://host:port/`` of a bound socket."""
     host, port = sock.getsockname()[:2]
@@ -183,7 +206,7 @@ def run_server(cfg: ServeConfig | None = None, on_ready: Callable[[str], None] |
     if max_connections < cfg.max_connections:
         logger.warning("open-files limit %d: serving at most %d connections at once", files, max_connections)
     family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
-    sock = socket.create_server((cfg.host, cfg.port), family=family, backlog=256)
+    sock = socket.create_server((cfg.host, cfg.port), family=family, backlog=LISTEN_BACKLOG)
     # Accepted connections inherit it: without it a keep-alive client waits ~40 ms per answer (Nagle against
     # its delayed ACK when the headers and the body go out as two writes).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -196,7 +219,8 @@ def run_server(cfg: ServeConfig | None = None, on_ready: Callable[[str], None] |
         lifespan="on",
         server_header=False,
         timeout_keep_alive=cfg.keepalive_timeout_s,
+        backlog=ACCEPT_BURST,  # asyncio accepts this many per wake-up (and listens with it, widened by _Server)
     )
     if on_ready is not None:
         on_ready(server_url(sock))  # connections wait in the listen backlog until uvicorn accepts
-    uvicorn.Server(config).run(sockets=[sock])
+    _Server(config).run(sockets=[sock])
