@@ -113,3 +113,22 @@ def test_docs_error_table_is_errors():
     text = (PACKAGE.parent / "docs" / "serve.md").read_text()
     rows = re.findall(r"^\| (\d{3}) \| `(\w+)` \| (.+?) \|$", text, re.MULTILINE)
     assert {code: (int(status), meaning) for status, code, meaning in rows} == ERRORS
+
+
+def test_docs_example_is_a_real_response():
+    """docs/serve.md's JSON example is what the server answers for the sample (timings aside)."""
+    import json
+
+    from qa_headpose import HeadPoseEstimator
+    from qa_headpose.core.atomic import sha256_bytes
+    from qa_headpose.inference.images import read_image
+    from qa_headpose.inference.sources import SAMPLE_IMAGE
+
+    text = (PACKAGE.parent / "docs" / "serve.md").read_text()
+    example = json.loads(re.search(r"```json\n(.*?)```", text, re.DOTALL).group(1))
+    estimator = HeadPoseEstimator(num_threads=1)  # as the server's workers
+    assert example["faces"] == [face_to_json(f) for f in estimator.predict_image(read_image(SAMPLE_IMAGE))]
+    assert example["image"] == {"width": 512, "height": 512, "format": "jpeg"}
+    sha = sha256_bytes(Path(estimator.model_path).read_bytes())[:12]
+    assert example["model"] == {"name": "accurate", "input_size": estimator.input_size, "sha256": sha}
+    assert list(example["timings_ms"]) == ["read", "queue", "decode", "inference", "total"]
