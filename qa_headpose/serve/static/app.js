@@ -214,7 +214,7 @@
     }
     let bitmap;
     try {
-      bitmap = await createImageBitmap(file);
+      bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
     } catch (err) {
       setStatus(`Cannot read ${file.name}: ${err.message}`, true);
       return;
