@@ -34,6 +34,7 @@ SAMPLE = REPO / "qa_headpose" / "assets" / "astronaut.jpg"
 MAX_BODY_MB = 1
 MAX_PIXELS = 2**22
 MAX_PENDING = 12
+MAX_UPLOADS = 6
 BODY_TIMEOUT_S = 3
 FACE_KEYS = ("face", "box", "score", "yaw", "pitch", "roll")
 
@@ -47,6 +48,7 @@ def endpoint(url: str) -> dict:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     limits = ["--max-body-mb", str(MAX_BODY_MB), "--max-pixels", str(MAX_PIXELS), "--max-pending", str(MAX_PENDING)]
+    limits += ["--max-uploads", str(MAX_UPLOADS)]
     proc, url, err = start_server(
         tmp_path_factory.mktemp("serve"), "--threads", "2", *limits, "--body-timeout", str(BODY_TIMEOUT_S)
     )
@@ -311,23 +313,39 @@ def test_slow_body_times_out(server):
     assert_alive(server)
 
 
-def test_saturated_server_answers_503_then_recovers(server, estimator):
-    head = b"POST /v1/poses HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n"
-    held = [socket.create_connection((server["host"], server["port"]), timeout=30) for _ in range(MAX_PENDING)]
+def test_full_upload_slots_answer_503_then_recover(server, estimator):
+    """Uploads that keep sending (4 kB every 50 ms, above the stall thresholds) hold their slots: one more is
+    refused with 503, and served once they leave."""
+    declared = MAX_BODY_MB * 2**20 - 1000
+    head = f"POST /v1/poses HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: {declared}\r\n\r\n"
+    held = [socket.create_connection((server["host"], server["port"]), timeout=30) for _ in range(MAX_UPLOADS)]
+    stop = threading.Event()
+
+    def keep_sending() -> None:
+        for _ in range(200):  # at most 10 s, far less than the declared length takes
+            for sock in held:
+                sock.sendall(bytes(4096))
+            if stop.wait(0.05):
+                return
+
+    for sock in held:
+        sock.sendall(head.encode() + b"\xff\xd8\xff")
+    sender = threading.Thread(target=keep_sending)
+    sender.start()
     try:
-        for sock in held:  # each upload takes a slot and stalls
-            sock.sendall(head + b"\xff\xd8\xff")
         deadline = time.monotonic() + BODY_TIMEOUT_S - 0.5
-        while request(server, "GET", "/v1/health")[2]["in_flight"] < MAX_PENDING:
-            assert time.monotonic() < deadline, "the stalled uploads did not all reach the server"
+        while request(server, "GET", "/v1/health")[2]["uploading"] < MAX_UPLOADS:
+            assert time.monotonic() < deadline, "the uploads did not all reach the server"
             time.sleep(0.02)
         status, resp, answer = request(server, "POST", "/v1/poses", SAMPLE.read_bytes(), {"Content-Type": "image/jpeg"})
         assert status == 503 and answer["error"]["code"] == "busy" and resp.getheader("Retry-After") == "1"
     finally:
+        stop.set()
+        sender.join(30)
         for sock in held:
             sock.close()
     deadline = time.monotonic() + 10
-    while request(server, "GET", "/v1/health")[2]["in_flight"] > 0:
+    while request(server, "GET", "/v1/health")[2]["uploading"] > 0:
         assert time.monotonic() < deadline, "slots were not freed when the clients left"
         time.sleep(0.05)
     status, _, answer = request(server, "POST", "/v1/poses", SAMPLE.read_bytes(), {"Content-Type": "image/jpeg"})

@@ -6,6 +6,7 @@ skipped with the reason when one is missing. The test saves a screenshot of the 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -148,3 +149,21 @@ def test_opened_image_file_shows_its_poses(page):
     assert abs(face["yaw"] - expected.yaw) < 3 and abs(face["pitch"] - expected.pitch) < 3
     assert abs(face["roll"] - expected.roll) < 3
     assert "1 face" in driver.find_element(By.ID, "status").text
+
+
+def test_opened_photo_with_exif_orientation_agrees_with_the_cli(page):
+    """A photo tagged Orientation=6: the page shows it upright and its poses are the command line's."""
+    driver, _, tmp = page
+    upright = read_image(SAMPLE)[:, 64:448]  # 512 x 384, so the turn shows in the page's width
+    spec = importlib.util.spec_from_file_location("serve_attacks", REPO / "tools" / "serve_attacks.py")
+    attacks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(attacks)
+    photo = tmp / "phone.jpg"
+    photo.write_bytes(attacks.exif_jpeg(cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE), 6))
+    (expected,) = HeadPoseEstimator(num_threads=1).predict_image(read_image(photo))
+    driver.find_element(By.ID, "file-input").send_keys(str(photo))
+    s = wait_for(driver, lambda s: s["mode"] == "image" and s["width"] == 384, 30, "show the photo upright")
+    assert s["height"] == 512
+    (face,) = s["faces"]
+    for angle in ("yaw", "pitch", "roll"):  # re-encoded by the page (JPEG 0.92): close, not equal
+        assert abs(face[angle] - getattr(expected.pose, angle)) < 3, (face, expected.pose)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -22,12 +23,17 @@ MAX_IMAGE_FILE_BYTES = 2**30
 
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic), which carry the size.
 _JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+# Fill bytes before a marker; a real JPEG has a few, a longer run is left to the decoder.
+_JPEG_FILL = re.compile(rb"\xff{1,4096}")
+# A real JPEG has tens of segments; past this many the walk stops and the rest is left to the decoder.
+_JPEG_MAX_SEGMENTS = 4096
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Reads an image file as uint8 BGR (H, W, 3).
 
-    Grayscale is expanded to 3 channels, alpha is dropped, 16-bit is scaled to 8-bit.
+    Grayscale is expanded to 3 channels, alpha is dropped, 16-bit is scaled to 8-bit, and
+    a JPEG's EXIF orientation is applied (a phone photo tagged "rotate 90" comes upright).
     The size in a PNG, JPEG, BMP, GIF or WebP header is checked before decoding, so
     a small file that claims 20000x20000 pixels is refused without allocating them.
 
@@ -58,6 +64,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> n
 def decode_image(payload: bytes, what: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decodes an encoded image (the bytes of a file) to uint8 BGR (H, W, 3), as `read_image`.
 
+    Memory: the decoded image is 3 bytes per pixel, at most ``3 * max_pixels`` bytes.
+
     Raises:
         DataError: if the bytes are empty, truncated, too large or not a decodable image.
     """
@@ -71,7 +79,9 @@ def decode_image(payload: bytes, what: str = "image", max_pixels: int = MAX_IMAG
     if payload[:2] == b"\xff\xd8" and _jpeg_is_truncated(payload):
         raise DataError(f"Cannot decode image: {what} (truncated JPEG: the data ends before the end-of-image marker)")
     try:
-        image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED)
+        # IMREAD_COLOR: 3 bytes per pixel whatever the file's depth and channels (16-bit is cut to its high
+        # byte, alpha dropped, gray repeated), and the EXIF orientation applied, as cv2.imread and browsers do.
+        image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:
         text = str(exc).strip().splitlines()
         if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
@@ -105,7 +115,7 @@ def image_header_size(payload: bytes) -> tuple[int, int] | None:
             width, height = struct.unpack("<HH", head[26:30])
             return width & 0x3FFF, height & 0x3FFF
     if head[:2] == b"\xff\xd8":
-        return _jpeg_walk(payload)[0]
+        return _jpeg_walk(payload, stop_at_frame=True)[0]
     return None
 
 
@@ -113,23 +123,28 @@ def _jpeg_is_truncated(payload: bytes) -> bool:
     return _jpeg_walk(payload)[1]
 
 
-def _jpeg_walk(payload: bytes) -> tuple[tuple[int, int] | None, bool]:
+def _jpeg_walk(payload: bytes, stop_at_frame: bool = False) -> tuple[tuple[int, int] | None, bool]:
     """Walks a JPEG's markers: ((width, height) of the first frame header or None, truncated?).
 
     Truncated means the data ran out before the end-of-image marker (libjpeg would fill
-    the rest of the image with grey); a structure the walk does not expect is left to
-    the decoder (not truncated).
+    the rest of the image with grey): after the first scan starts, FF D9 can only be that
+    marker (the scan stuffs every FF it holds), so one `bytes.find` answers. A structure the
+    walk does not expect, or over `_JPEG_MAX_SEGMENTS` segments before the scan, is left to
+    the decoder (not truncated). The cost is linear in the bytes, in C, with at most
+    `_JPEG_MAX_SEGMENTS` steps of Python. With ``stop_at_frame`` the walk ends at the first
+    frame header (only the size is wanted).
     """
     n, pos, size = len(payload), 2, None
-    while True:
+    for _ in range(_JPEG_MAX_SEGMENTS):
         if pos >= n:
             return size, True
         if payload[pos] != 0xFF:
             return size, False
-        while pos < n and payload[pos] == 0xFF:  # fill bytes
-            pos += 1
+        pos = _JPEG_FILL.match(payload, pos).end()
         if pos >= n:
             return size, True
+        if payload[pos] == 0xFF:
+            return size, False
         marker = payload[pos]
         pos += 1
         if marker == 0xD9:  # end of image
@@ -141,19 +156,26 @@ def _jpeg_walk(payload: bytes) -> tuple[tuple[int, int] | None, bool]:
         length = (payload[pos] << 8) | payload[pos + 1]
         if marker in _JPEG_SOF and size is None and pos + 7 <= n:
             size = ((payload[pos + 5] << 8) | payload[pos + 6], (payload[pos + 3] << 8) | payload[pos + 4])
+            if stop_at_frame:
+                return size, False
+        if marker == 0xDA:  # start of scan: the rest is entropy-coded data and later scans
+            return size, not _has_end_marker(payload, pos + length)
         pos += length
-        if marker == 0xDA:  # entropy-coded data up to the next marker that is not FF00 or a restart
-            while True:
-                pos = payload.find(b"\xff", pos)
-                if pos < 0 or pos + 1 >= n:
-                    return size, True
-                following = payload[pos + 1]
-                if following == 0xFF:
-                    pos += 1
-                elif following == 0x00 or 0xD0 <= following <= 0xD7:
-                    pos += 2
-                else:
-                    break
+    return size, False
+
+
+def _has_end_marker(payload: bytes, start: int, window: int = 2**20) -> bool:
+    """Whether FF D9 occurs in ``payload[start:]``; numpy, a window at a time from the end (EOI is usually
+    last), so the cost is linear and the GIL is free while it runs (bytes.find holds it, 20 ns a byte on FFs)."""
+    data = np.frombuffer(payload, np.uint8)
+    hi = len(data)
+    while hi - start >= 2:
+        lo = max(start, hi - window)
+        part = data[lo:hi]
+        if np.any((part[:-1] == 0xFF) & (part[1:] == 0xD9)):
+            return True
+        hi = lo + 1  # the pair across the window's edge is in the next window
+    return False
 
 
 def to_bgr_uint8(image: np.ndarray, what: str = "image") -> np.ndarray:

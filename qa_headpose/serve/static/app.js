@@ -214,12 +214,12 @@
     }
     let bitmap;
     try {
-      bitmap = await createImageBitmap(file);
+      bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
     } catch (err) {
       setStatus(`Cannot read ${file.name}: ${err.message}`, true);
       return;
     }
-    // The pixels drawn are the pixels sent (the browser applies EXIF rotation; the server would not).
+    // The pixels drawn are the pixels sent, EXIF rotation applied (as the server and the command line apply it).
     grab.width = bitmap.width;
     grab.height = bitmap.height;
     grabCtx.drawImage(bitmap, 0, 0);
