@@ -42,7 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", metavar="FILE", help="write faces as CSV ('-': stdout)")
     p.add_argument("--output", metavar="DIR|FILE", help="annotated copies: a folder, or one image/video file")
     p.add_argument("--draw", choices=("axes", "cube", "both"), default="axes", help="what to draw at each face")
-    p.add_argument("--smooth", action="store_true", help="video: One-Euro filter on each face's rotation and box")
+    p.add_argument(
+        "--smooth", action="store_true", help="video: One-Euro filter on each track's angles (yaw, pitch, roll) and box"
+    )
     p.add_argument("--smooth-cutoff", type=positive_float, default=1.0, help="One-Euro cutoff at rest, Hz")
     p.add_argument("--smooth-beta", type=non_negative_float, default=0.02, help="cutoff increase per deg/s")
     p.add_argument("--max-frames", type=positive_int, help="stop each video (or the webcam) after N frames")
@@ -55,10 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs ``predict``; returns the exit code (`predict.run_predict`'s status)."""
+    """Runs ``predict``; returns the exit code (`run_predict`'s status). Status lines go to stderr."""
     from qa_headpose.core.atomic import write_json
-    from qa_headpose.inference import predict
     from qa_headpose.inference.video import SmoothConfig
+    from qa_headpose.predict import config, formats, run
 
     if args.json == "-" and args.csv == "-":
         raise UsageError("--json - and --csv - cannot both write to stdout")
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if out and out != "-":
             check_output(Path(out), args.force)
     smooth = SmoothConfig(args.smooth_cutoff, args.smooth_beta) if args.smooth else None
-    cfg = predict.PredictConfig(
+    cfg = config.PredictConfig(
         inputs=tuple(args.paths),
         camera=args.cam,
         model=args.model,
@@ -88,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     to_stdout = "-" in (args.json, args.csv)
-    info = sys.stderr if to_stdout else sys.stdout
     show_table = not (args.quiet or to_stdout)
     header_done: list[bool] = []
     progress = Progress(args, {"inputs": "input", "frames": "frame"})
@@ -97,9 +98,9 @@ def run(args: argparse.Namespace) -> int:
         if not show_table:
             return
         if not header_done:
-            progress.write(predict.format_header())
+            progress.write(formats.format_header())
             header_done.append(True)
-        progress.write(predict.format_row(row))
+        progress.write(formats.format_row(row))
 
     def on_source(report) -> None:
         if report.error:
@@ -111,22 +112,24 @@ def run(args: argparse.Namespace) -> int:
             progress.write(
                 f"{report.name}: {report.frames} frames, a face in {report.frames_with_face}, {report.fps:.1f} FPS"
                 + (f" -> {report.output}" if report.output else ""),
-                file=info,
+                file=sys.stderr,
             )
         elif report.output:
-            progress.write(f"wrote {report.output}", file=info)
+            progress.write(f"wrote {report.output}", file=sys.stderr)
 
     with progress:
-        summary = predict.run_predict(cfg, on_row=on_row, on_source=on_source, on_progress=progress)
+        summary = run.run_predict(cfg, on_row=on_row, on_source=on_source, on_progress=progress)
     meta = {"version": __version__, "model": args.model or "accurate", "detector": args.detector}
     if args.json == "-":
-        print(json.dumps(predict.summary_to_json(summary, meta), indent=2))
+        print(json.dumps(formats.summary_to_json(summary, meta), indent=2))
     elif args.json:
-        write_json(args.json, predict.summary_to_json(summary, meta))
+        write_json(args.json, formats.summary_to_json(summary, meta))
+        print(f"wrote {args.json} ({len(summary.rows)} faces, {len(summary.sources)} inputs)", file=sys.stderr)
     if args.csv == "-":
-        print(predict.rows_to_csv(summary.rows), end="")
+        print(formats.rows_to_csv(summary.rows), end="")
     elif args.csv:
-        predict.write_csv(summary.rows, args.csv)
+        formats.write_csv(summary.rows, args.csv)
+        print(f"wrote {args.csv} ({len(summary.rows)} rows)", file=sys.stderr)
     failed = summary.failed
     if failed and len(summary.sources) > 1:
         names = ", ".join(s.name for s in failed[:5]) + (", ..." if len(failed) > 5 else "")
