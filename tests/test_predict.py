@@ -471,3 +471,53 @@ def test_jobs_stop_at_once_and_clean_up_when_interrupted(tmp_path):
         run_predict(cfg, on_row=interrupt)  # the image's row comes back while the video is being read
     assert multiprocessing.active_children() == []
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.jpg"]  # no partial or temporary video
+
+
+@pytest.fixture(scope="module")
+def many_inputs(tmp_path_factory, aflw_dir) -> Path:
+    """48 inputs: 6 AFLW2000 images linked 7 times each, 3 corrupt files and 3 faceless ones, interleaved."""
+    folder = tmp_path_factory.mktemp("many")
+    images = sorted(aflw_dir.glob("*.jpg"))[:6]
+    for k in range(7):
+        for path in images:
+            (folder / f"{k}_{path.name}").symlink_to(path)
+    for k in range(3):
+        (folder / f"{k}_corrupt.jpg").write_bytes(os.urandom(1500))
+        cv2.imwrite(str(folder / f"{k}_wall.png"), np.full((90, 120, 3), 60 * k, np.uint8))
+    return folder
+
+
+def _rows_and_reports(summary) -> tuple[list[dict], list[tuple]]:
+    return summary.rows, [(s.name, s.kind, s.faces, s.frames, s.error) for s in summary.sources]
+
+
+def test_jobs_send_several_images_per_task_with_the_same_rows(many_inputs):
+    from qa_headpose.predict import parallel, run_predict
+
+    assert parallel.task_size(48, 2) > 1  # so the tasks here hold several images, corrupt ones among them
+    one = run_predict(PredictConfig(inputs=(str(many_inputs),), threads=1, jobs=1))
+    two = run_predict(PredictConfig(inputs=(str(many_inputs),), threads=1, jobs=2))
+    assert _rows_and_reports(two) == _rows_and_reports(one) and two.status == one.status == 1
+    assert len(one.sources) == 48 and sum(bool(s.error) for s in one.sources) == 3 and len(one.rows) >= 42
+
+
+def test_a_killed_worker_loses_no_input(many_inputs):
+    """A worker killed mid-run (as the OOM killer would): every input still comes back once, rows as with one job."""
+    import multiprocessing
+    import signal
+
+    from qa_headpose.predict import run_predict
+
+    killed: list[int] = []
+
+    def kill_a_worker(report) -> None:
+        workers = multiprocessing.active_children()
+        if not killed and workers:
+            killed.append(workers[0].pid)
+            os.kill(workers[0].pid, signal.SIGKILL)
+
+    one = run_predict(PredictConfig(inputs=(str(many_inputs),), threads=1, jobs=1))
+    two = run_predict(PredictConfig(inputs=(str(many_inputs),), threads=1, jobs=2), on_source=kill_a_worker)
+    assert killed
+    assert _rows_and_reports(two) == _rows_and_reports(one)
+    assert multiprocessing.active_children() == []
