@@ -54,14 +54,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--progress", action="store_true", help="progress bars (inputs, video frames) on stderr even off a terminal"
     )
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on a Ray cluster: 'auto' (the one on this machine), 'local' (start one) or head:port (needs [ray])",
+    )
+    p.add_argument(
+        "--out", metavar="FILE", help="with --ray: the Parquet file of pose rows (one row per input at least)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``predict``; returns the exit code (`run_predict`'s status). Status lines go to stderr."""
     from qa_headpose.core.atomic import write_json
-    from qa_headpose.inference.video import SmoothConfig
     from qa_headpose.predict import config, formats, run
 
+    if args.ray or args.out:
+        return _run_ray(args)
     if args.json == "-" and args.csv == "-":
         raise UsageError("--json - and --csv - cannot both write to stdout")
     if args.cam is not None and args.paths:
@@ -71,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     for out in (args.json, args.csv):
         if out and out != "-":
             check_output(Path(out), args.force)
-    smooth = SmoothConfig(args.smooth_cutoff, args.smooth_beta) if args.smooth else None
+    smooth = _smooth(args)
     cfg = config.PredictConfig(
         inputs=tuple(args.paths),
         camera=args.cam,
@@ -135,3 +144,50 @@ def run(args: argparse.Namespace) -> int:
         names = ", ".join(s.name for s in failed[:5]) + (", ..." if len(failed) > 5 else "")
         print(f"qa-headpose predict: {len(failed)} of {len(summary.sources)} inputs failed: {names}", file=sys.stderr)
     return summary.status
+
+
+def _run_ray(args: argparse.Namespace) -> int:
+    """``predict --ray ADDRESS --out FILE``: the pose rows of every input in one Parquet file."""
+    from qa_headpose.predict import ray_data
+    from qa_headpose.predict.config import PredictConfig
+
+    if not (args.ray and args.out):
+        raise UsageError("--ray and --out go together: --ray auto --out poses.parquet")
+    refused = [
+        f
+        for f, v in (
+            ("--cam", args.cam is not None),
+            ("--output", args.output),
+            ("--show", args.show),
+            ("--json", args.json),
+            ("--csv", args.csv),
+        )
+        if v
+    ]
+    if refused:
+        raise UsageError(f"{', '.join(refused)} cannot be used with --ray (it writes the --out Parquet file)")
+    if not args.paths:
+        raise UsageError("--ray needs inputs: folders, images, videos, file lists (.txt) or Parquet files")
+    if not args.min_score < 1:
+        raise UsageError(f"--min-score must be in (0, 1). Received: {args.min_score}")
+    check_output(Path(args.out), args.force)
+    smooth = _smooth(args)
+    cfg = PredictConfig(
+        inputs=tuple(args.paths), model=args.model, mirror=args.mirror, detector=args.detector,
+        threads=args.threads, max_faces=args.max_faces, min_score=args.min_score, smooth=smooth,
+        max_frames=args.max_frames,
+    )  # fmt: skip
+    with Progress(args, {"inputs": "input"}) as progress:
+        summary = ray_data.run_ray(cfg, args.ray, args.out, on_progress=progress)
+    print(
+        f"wrote {args.out} ({summary.rows} rows: {summary.faces} faces, {summary.inputs} inputs, "
+        f"{summary.failed} failed) in {summary.seconds:.1f} s",
+        file=sys.stderr,
+    )
+    return summary.status
+
+
+def _smooth(args: argparse.Namespace):
+    from qa_headpose.inference.video import SmoothConfig
+
+    return SmoothConfig(args.smooth_cutoff, args.smooth_beta) if args.smooth else None

@@ -20,6 +20,7 @@ import numpy as np
 from qa_headpose.core.atomic import write_bytes
 from qa_headpose.core.errors import DataError
 from qa_headpose.core.quiet import native_stderr_silenced
+from qa_headpose.inference import images
 from qa_headpose.inference.detect import FaceResult
 from qa_headpose.inference.draw import draw_face, draw_text
 from qa_headpose.inference.images import read_image
@@ -47,11 +48,12 @@ def make_estimator(cfg: PredictConfig):
     return estimator
 
 
-def decode_image(path: Path) -> np.ndarray:
-    """`images.read_image` with native warnings silenced and OpenCV's errors as one-line `DataError`s."""
+def decode_image(path: Path, payload: bytes | None = None) -> np.ndarray:
+    """`images.read_image` of ``path`` (or `images.decode_image` of its bytes ``payload``, read elsewhere,
+    e.g. from Parquet) with native warnings silenced and OpenCV's errors as one-line `DataError`s."""
     try:
         with native_stderr_silenced():  # libpng/libjpeg print their own complaints
-            return read_image(path)
+            return read_image(path) if payload is None else images.decode_image(payload, str(path))
     except cv2.error as exc:
         if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
             raise DataError(f"Image too large: {path} (OpenCV decodes at most 2**30 pixels)") from None
