@@ -521,3 +521,17 @@ def test_a_killed_worker_loses_no_input(many_inputs):
     assert killed
     assert _rows_and_reports(two) == _rows_and_reports(one)
     assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--ray", "auto"], "--ray and --out go together"),
+        (["--out", "p.parquet"], "--ray and --out go together"),
+        (["--ray", "auto", "--out", "p.parquet", "--csv", "r.csv"], "--csv cannot be used with --ray"),
+        (["--ray", "auto", "--out", "p.parquet", "--cam", "0"], "--cam cannot be used with --ray"),
+    ],
+)
+def test_ray_flags_are_checked_before_any_cluster(capsys, tmp_path, flags, expected):
+    code, out, err = _run(capsys, tmp_path, *flags)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1 and out == ""

@@ -99,12 +99,10 @@ def _measured(label: str, n: int, run, nodes: dict[str, subprocess.Popen]) -> No
             if stop.wait(0.5):
                 return
 
-    sample_once = dict(cpu)
+    before = {pid: _cpu_s(pid) for pid in [os.getpid(), *(q for proc in nodes.values() for q in _tree(proc.pid))]}
+    busy0, start = _busy_s(), time.perf_counter()
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    busy0, start = _busy_s(), time.perf_counter()
-    time.sleep(0.01)
-    before = dict(cpu) or sample_once
     reaped = run()
     wall = time.perf_counter() - start
     stop.set()

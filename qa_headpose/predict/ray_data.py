@@ -148,9 +148,11 @@ def pose_rows(estimator, item: dict[str, Any], cfg: PredictConfig) -> list[dict[
 class PoseActor:
     """A Ray Data actor: one `HeadPoseEstimator` (built once from ``cfg``) mapping input batches to pose rows."""
 
-    def __init__(self, cfg: PredictConfig) -> None:
-        self.cfg = cfg
-        self.estimator = make_estimator(cfg)
+    cfg = PredictConfig(threads=1)  # what a subclass made by `_actor_class` carries
+
+    def __init__(self, cfg: PredictConfig | None = None) -> None:
+        self.cfg = cfg or self.cfg
+        self.estimator = make_estimator(self.cfg)
 
     def __call__(self, batch):
         """A pyarrow table of input rows -> a pyarrow table of pose rows (`schema`)."""
@@ -187,8 +189,7 @@ def estimate_poses(ds, cfg: PredictConfig | None = None, concurrency: int | None
     if concurrency is None:
         concurrency = max(1, int(ray.cluster_resources().get("CPU", 1)))
     return ds.map_batches(
-        PoseActor,
-        fn_constructor_kwargs={"cfg": cfg},
+        _actor_class(cfg),
         batch_format="pyarrow",
         batch_size=batch_size,
         # From one actor up: a fixed pool as large as the cluster would hold every CPU slot, and a read
@@ -196,6 +197,12 @@ def estimate_poses(ds, cfg: PredictConfig | None = None, concurrency: int | None
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=concurrency),
         num_cpus=1,
     )
+
+
+def _actor_class(cfg: PredictConfig) -> type:
+    # The settings ride in the class, pickled with it, rather than as constructor arguments: Ray keeps
+    # those in the object store and warns on stderr that a restarted actor could lose them.
+    return type("ConfiguredPoseActor", (PoseActor,), {"cfg": cfg})
 
 
 @dataclasses.dataclass
@@ -221,8 +228,6 @@ def connect(address: str) -> None:
     (a new one in this process) or an address such as ``ray://head:10001`` or ``head:6379``."""
     ray = _require_ray()
     if not ray.is_initialized():
-        # Ray's C++ core logs notes (e.g. on actor restarts) to stderr; a command's stderr is for its own lines.
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         kwargs = {"log_to_driver": False, "logging_level": logging.ERROR}
         ray.init(address=None if address == "local" else address, **kwargs)
         for name in ("ray", "ray.data"):
