@@ -26,7 +26,6 @@ LONG_MODULES: dict[str, str] = {
     "qa_headpose/bench/run.py": "issue 24: to be split (was within the old 600-line limit)",
     "qa_headpose/inference/detect.py": "issue 24: to be split (was within the old 600-line limit)",
     "qa_headpose/inference/runtime.py": "issue 24: to be split (was within the old 600-line limit)",
-    "qa_headpose/training/workflow.py": "issue 24: evaluation of exported models moves out of training/",
     "qa_headpose/serve/app.py": "issue 24: serve/ splits into config, limits, schema, routes and server",
 }
 # Modules outside qa_headpose/cli/ allowed to import argparse, with the reason; empty is the goal.
