@@ -1,6 +1,8 @@
 """The layout's rules, checked by walking the package's source (no import needed, no new dependency).
 
 - inference imports neither datasets nor training nor TensorFlow/Keras, not even inside a function;
+- inference imports nothing of predict (the command's orchestration), and predict imports no datasets,
+  training, bench, serve, cli nor TensorFlow/Keras;
 - datasets import neither training nor TensorFlow/Keras;
 - evaluation imports training only inside functions (a Keras run folder), never TensorFlow itself;
 - core imports nothing of the package outside core;
@@ -18,9 +20,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "qa_headpose"
 TF_MODULES = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "tf2onnx")
-MAX_LINES = 600
+MAX_LINES = 400
 # Modules allowed past MAX_LINES, with the reason; empty is the goal.
-LONG_MODULES: dict[str, str] = {}
+LONG_MODULES: dict[str, str] = {
+    "qa_headpose/bench/run.py": "issue 24: to be split (was within the old 600-line limit)",
+    "qa_headpose/inference/detect.py": "issue 24: to be split (was within the old 600-line limit)",
+    "qa_headpose/inference/runtime.py": "issue 24: to be split (was within the old 600-line limit)",
+    "qa_headpose/serve/app.py": "issue 24: serve/ splits into config, limits, schema, routes and server",
+}
 # Modules outside qa_headpose/cli/ allowed to import argparse, with the reason; empty is the goal.
 ARGPARSE_MODULES: dict[str, str] = {}
 
@@ -90,7 +97,12 @@ def _violations(
 
 
 def test_inference_imports_no_datasets_training_or_tensorflow():
-    assert _violations("inference", ("datasets", "training", "bench", "cli", "serve"), forbid_tf=True) == []
+    assert _violations("inference", ("datasets", "training", "bench", "cli", "serve", "predict"), forbid_tf=True) == []
+
+
+def test_predict_imports_only_inference_and_core():
+    assert _violations("predict", ("datasets", "training", "bench", "cli", "serve"), forbid_tf=True) == []
+    assert any(_side(m) == "predict" for m in _modules()), "qa_headpose/predict/ is a package now"
 
 
 def test_datasets_import_no_training_or_tensorflow():

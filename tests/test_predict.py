@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -18,9 +19,9 @@ import pytest
 from qa_headpose import cli
 from qa_headpose.inference.detect import crop_box_from_detection
 from qa_headpose.inference.estimator import DEFAULT_MODEL, HeadPoseEstimator
-from qa_headpose.inference.predict import COLUMNS, PredictConfig
 from qa_headpose.inference.preprocess import crop_face
 from qa_headpose.inference.sources import SAMPLE_IMAGE, plan_outputs
+from qa_headpose.predict import COLUMNS, PredictConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,8 +38,6 @@ def _table(out: str) -> list[dict]:
     assert header == list(COLUMNS)
     rows = []
     for line in lines[1:]:
-        if line.startswith("wrote ") or " frames, " in line:
-            continue
         values = line.split()
         assert values[-1] in ("yes", "no")
         rows.append({k: (v if k in ("file", "saturated") else float(v)) for k, v in zip(COLUMNS, values)})
@@ -119,6 +118,10 @@ def test_folder_json_and_csv_match_the_api(capsys, tmp_path, pose_model, estimat
         assert tuple(reader.fieldnames) == COLUMNS
         csv_rows = list(reader)
     assert len(table) == len(report["faces"]) == len(csv_rows) == 3
+    assert err.splitlines() == [
+        f"wrote {tmp_path / 'r.json'} (3 faces, 3 inputs)",
+        f"wrote {tmp_path / 'r.csv'} (3 rows)",
+    ]
     assert [i["error"] for i in report["inputs"]] == [None] * 3
     _assert_rows_match_api(report["faces"], estimator, tol=1e-3)
     _assert_rows_match_api(csv_rows, estimator, tol=1e-3)
@@ -145,8 +148,10 @@ def test_output_image_is_drawn_at_the_face(capsys, tmp_path, pose_model, estimat
 
 
 def test_output_folder_gets_one_image_per_input(capsys, tmp_path, pose_model, face_dir):
-    code, _, err = _run(capsys, face_dir, "--model", pose_model, "--output", tmp_path / "drawn", "--quiet")
+    code, out, err = _run(capsys, face_dir, "--model", pose_model, "--output", tmp_path / "drawn")
     assert code == 0, err
+    assert len(_table(out)) == 3  # stdout: the table alone; one confirmation per written file on stderr
+    assert err.splitlines() == [f"wrote {tmp_path / 'drawn' / p.name}" for p in sorted(face_dir.iterdir())]
     assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == sorted(p.name for p in face_dir.iterdir())
     with pytest.raises(ValueError, match="overwrite the input"):
         plan_outputs([_source(face_dir)], face_dir, force=True)
@@ -275,6 +280,12 @@ def test_video_end_to_end(capsys, tmp_path, pose_model, face_video):
         capsys, face_video, "--model", pose_model, "--output", out, "--smooth", "--csv", tmp_path / "r.csv"
     )
     assert code == 0, err
+    # stdout is the table alone; the status lines, one per written file, are on stderr.
+    assert err.splitlines()[-2:] == [
+        f"{face_video}: 12 frames, a face in 12, " + err.splitlines()[-2].split(", ")[-1],
+        f"wrote {tmp_path / 'r.csv'} (12 rows)",
+    ]
+    assert err.splitlines()[-2].endswith(f"FPS -> {out}")
     assert _video_info(out) == (12, 320, 240)
     with open(tmp_path / "r.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -282,7 +293,6 @@ def test_video_end_to_end(capsys, tmp_path, pose_model, face_video):
     assert {r["face"] for r in rows} == {"0"}  # one track all along
     x0 = [float(r["x0"]) for r in rows]
     assert x0[-1] - x0[0] > 25  # the box follows the drift (5 px per frame)
-    assert "12 frames, a face in 12" in stdout and "FPS" in stdout
     # The table rows printed for the video are the CSV rows.
     assert len(_table(stdout)) == 12
 
@@ -315,7 +325,7 @@ def test_config_validation():
 def test_inference_path_imports_no_tensorflow(pose_model):
     code = (
         "import sys\n"
-        "from qa_headpose import cli; from qa_headpose.inference import detect, draw, estimator, predict, video\n"
+        "from qa_headpose import cli; from qa_headpose.inference import detect, draw, estimator, video; from qa_headpose import predict\n"
         f"assert cli.main(['predict', '--model', {str(pose_model)!r}, '--quiet']) == 0\n"
         "bad = [m for m in ('tensorflow', 'tf_keras', 'keras', 'qa_headpose.training._keras') if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -406,7 +416,7 @@ def test_jobs_spread_inputs_over_processes_with_the_same_rows(capsys, tmp_path, 
             out.with_suffix(".csv").read_text(),
             _table(stdout),
             sorted(p.name for p in out.iterdir()),
-            err.splitlines(),
+            re.sub(r"[0-9.]+ FPS", "FPS", err.replace(str(out), "OUT")).splitlines(),  # timing aside
         )
     assert results["2"] == results["1"]
     report, _, table, written, err = results["1"]
@@ -443,7 +453,7 @@ def test_jobs_stop_at_once_and_clean_up_when_interrupted(tmp_path):
     """Ctrl-C (here: KeyboardInterrupt from on_row) ends the workers mid-video and leaves no partial file."""
     import multiprocessing
 
-    from qa_headpose.inference.predict import run_predict
+    from qa_headpose.predict import run_predict
 
     video = tmp_path / "long.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (320, 240))
@@ -463,3 +473,67 @@ def test_jobs_stop_at_once_and_clean_up_when_interrupted(tmp_path):
         run_predict(cfg, on_row=interrupt)  # the image's row comes back while the video is being read
     assert multiprocessing.active_children() == []
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.jpg"]  # no partial or temporary video
+
+
+@pytest.fixture(scope="module")
+def many_inputs(tmp_path_factory, aflw_dir) -> Path:
+    """48 inputs: 6 AFLW2000 images linked 7 times each, 3 corrupt files and 3 faceless ones, interleaved."""
+    folder = tmp_path_factory.mktemp("many")
+    images = sorted(aflw_dir.glob("*.jpg"))[:6]
+    for k in range(7):
+        for path in images:
+            (folder / f"{k}_{path.name}").symlink_to(path)
+    for k in range(3):
+        (folder / f"{k}_corrupt.jpg").write_bytes(os.urandom(1500))
+        cv2.imwrite(str(folder / f"{k}_wall.png"), np.full((90, 120, 3), 60 * k, np.uint8))
+    return folder
+
+
+def _rows_and_reports(summary) -> tuple[list[dict], list[tuple]]:
+    return summary.rows, [(s.name, s.kind, s.faces, s.frames, s.error) for s in summary.sources]
+
+
+def test_jobs_send_several_images_per_task_with_the_same_rows(many_inputs):
+    from qa_headpose.predict import parallel, run_predict
+
+    assert parallel.task_size(48, 2) > 1  # so the tasks here hold several images, corrupt ones among them
+    one = run_predict(PredictConfig(inputs=(str(many_inputs),), threads=1, jobs=1))
+    two = run_predict(PredictConfig(inputs=(str(many_inputs),), threads=1, jobs=2))
+    assert _rows_and_reports(two) == _rows_and_reports(one) and two.status == one.status == 1
+    assert len(one.sources) == 48 and sum(bool(s.error) for s in one.sources) == 3 and len(one.rows) >= 42
+
+
+def test_a_killed_worker_loses_no_input(many_inputs):
+    """A worker killed mid-run (as the OOM killer would): every input still comes back once, rows as with one job."""
+    import multiprocessing
+    import signal
+
+    from qa_headpose.predict import run_predict
+
+    killed: list[int] = []
+
+    def kill_a_worker(report) -> None:
+        workers = multiprocessing.active_children()
+        if not killed and workers:
+            killed.append(workers[0].pid)
+            os.kill(workers[0].pid, signal.SIGKILL)
+
+    one = run_predict(PredictConfig(inputs=(str(many_inputs),), threads=1, jobs=1))
+    two = run_predict(PredictConfig(inputs=(str(many_inputs),), threads=1, jobs=2), on_source=kill_a_worker)
+    assert killed
+    assert _rows_and_reports(two) == _rows_and_reports(one)
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--ray", "auto"], "--ray and --out go together"),
+        (["--out", "p.parquet"], "--ray and --out go together"),
+        (["--ray", "auto", "--out", "p.parquet", "--csv", "r.csv"], "--csv cannot be used with --ray"),
+        (["--ray", "auto", "--out", "p.parquet", "--cam", "0"], "--cam cannot be used with --ray"),
+    ],
+)
+def test_ray_flags_are_checked_before_any_cluster(capsys, tmp_path, flags, expected):
+    code, out, err = _run(capsys, tmp_path, *flags)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1 and out == ""

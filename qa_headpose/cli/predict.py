@@ -42,7 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", metavar="FILE", help="write faces as CSV ('-': stdout)")
     p.add_argument("--output", metavar="DIR|FILE", help="annotated copies: a folder, or one image/video file")
     p.add_argument("--draw", choices=("axes", "cube", "both"), default="axes", help="what to draw at each face")
-    p.add_argument("--smooth", action="store_true", help="video: One-Euro filter on each face's rotation and box")
+    p.add_argument(
+        "--smooth", action="store_true", help="video: One-Euro filter on each track's angles (yaw, pitch, roll) and box"
+    )
     p.add_argument("--smooth-cutoff", type=positive_float, default=1.0, help="One-Euro cutoff at rest, Hz")
     p.add_argument("--smooth-beta", type=non_negative_float, default=0.02, help="cutoff increase per deg/s")
     p.add_argument("--max-frames", type=positive_int, help="stop each video (or the webcam) after N frames")
@@ -52,14 +54,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--progress", action="store_true", help="progress bars (inputs, video frames) on stderr even off a terminal"
     )
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on a Ray cluster: 'auto' (the one on this machine), 'local' (start one) or head:port (needs [ray])",
+    )
+    p.add_argument(
+        "--out", metavar="FILE", help="with --ray: the Parquet file of pose rows (one row per input at least)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs ``predict``; returns the exit code (`predict.run_predict`'s status)."""
+    """Runs ``predict``; returns the exit code (`run_predict`'s status). Status lines go to stderr."""
     from qa_headpose.core.atomic import write_json
-    from qa_headpose.inference import predict
-    from qa_headpose.inference.video import SmoothConfig
+    from qa_headpose.predict import config, formats, run
 
+    if args.ray or args.out:
+        return _run_ray(args)
     if args.json == "-" and args.csv == "-":
         raise UsageError("--json - and --csv - cannot both write to stdout")
     if args.cam is not None and args.paths:
@@ -69,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     for out in (args.json, args.csv):
         if out and out != "-":
             check_output(Path(out), args.force)
-    smooth = SmoothConfig(args.smooth_cutoff, args.smooth_beta) if args.smooth else None
-    cfg = predict.PredictConfig(
+    smooth = _smooth(args)
+    cfg = config.PredictConfig(
         inputs=tuple(args.paths),
         camera=args.cam,
         model=args.model,
@@ -88,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     to_stdout = "-" in (args.json, args.csv)
-    info = sys.stderr if to_stdout else sys.stdout
     show_table = not (args.quiet or to_stdout)
     header_done: list[bool] = []
     progress = Progress(args, {"inputs": "input", "frames": "frame"})
@@ -97,9 +107,9 @@ def run(args: argparse.Namespace) -> int:
         if not show_table:
             return
         if not header_done:
-            progress.write(predict.format_header())
+            progress.write(formats.format_header())
             header_done.append(True)
-        progress.write(predict.format_row(row))
+        progress.write(formats.format_row(row))
 
     def on_source(report) -> None:
         if report.error:
@@ -111,24 +121,73 @@ def run(args: argparse.Namespace) -> int:
             progress.write(
                 f"{report.name}: {report.frames} frames, a face in {report.frames_with_face}, {report.fps:.1f} FPS"
                 + (f" -> {report.output}" if report.output else ""),
-                file=info,
+                file=sys.stderr,
             )
         elif report.output:
-            progress.write(f"wrote {report.output}", file=info)
+            progress.write(f"wrote {report.output}", file=sys.stderr)
 
     with progress:
-        summary = predict.run_predict(cfg, on_row=on_row, on_source=on_source, on_progress=progress)
+        summary = run.run_predict(cfg, on_row=on_row, on_source=on_source, on_progress=progress)
     meta = {"version": __version__, "model": args.model or "accurate", "detector": args.detector}
     if args.json == "-":
-        print(json.dumps(predict.summary_to_json(summary, meta), indent=2))
+        print(json.dumps(formats.summary_to_json(summary, meta), indent=2))
     elif args.json:
-        write_json(args.json, predict.summary_to_json(summary, meta))
+        write_json(args.json, formats.summary_to_json(summary, meta))
+        print(f"wrote {args.json} ({len(summary.rows)} faces, {len(summary.sources)} inputs)", file=sys.stderr)
     if args.csv == "-":
-        print(predict.rows_to_csv(summary.rows), end="")
+        print(formats.rows_to_csv(summary.rows), end="")
     elif args.csv:
-        predict.write_csv(summary.rows, args.csv)
+        formats.write_csv(summary.rows, args.csv)
+        print(f"wrote {args.csv} ({len(summary.rows)} rows)", file=sys.stderr)
     failed = summary.failed
     if failed and len(summary.sources) > 1:
         names = ", ".join(s.name for s in failed[:5]) + (", ..." if len(failed) > 5 else "")
         print(f"qa-headpose predict: {len(failed)} of {len(summary.sources)} inputs failed: {names}", file=sys.stderr)
     return summary.status
+
+
+def _run_ray(args: argparse.Namespace) -> int:
+    """``predict --ray ADDRESS --out FILE``: the pose rows of every input in one Parquet file."""
+    from qa_headpose.predict import ray_data
+    from qa_headpose.predict.config import PredictConfig
+
+    if not (args.ray and args.out):
+        raise UsageError("--ray and --out go together: --ray auto --out poses.parquet")
+    refused = [
+        f
+        for f, v in (
+            ("--cam", args.cam is not None),
+            ("--output", args.output),
+            ("--show", args.show),
+            ("--json", args.json),
+            ("--csv", args.csv),
+        )
+        if v
+    ]
+    if refused:
+        raise UsageError(f"{', '.join(refused)} cannot be used with --ray (it writes the --out Parquet file)")
+    if not args.paths:
+        raise UsageError("--ray needs inputs: folders, images, videos, file lists (.txt) or Parquet files")
+    if not args.min_score < 1:
+        raise UsageError(f"--min-score must be in (0, 1). Received: {args.min_score}")
+    check_output(Path(args.out), args.force)
+    smooth = _smooth(args)
+    cfg = PredictConfig(
+        inputs=tuple(args.paths), model=args.model, mirror=args.mirror, detector=args.detector,
+        threads=args.threads, max_faces=args.max_faces, min_score=args.min_score, smooth=smooth,
+        max_frames=args.max_frames,
+    )  # fmt: skip
+    with Progress(args, {"inputs": "input"}) as progress:
+        summary = ray_data.run_ray(cfg, args.ray, args.out, on_progress=progress)
+    print(
+        f"wrote {args.out} ({summary.rows} rows: {summary.faces} faces, {summary.inputs} inputs, "
+        f"{summary.failed} failed) in {summary.seconds:.1f} s",
+        file=sys.stderr,
+    )
+    return summary.status
+
+
+def _smooth(args: argparse.Namespace):
+    from qa_headpose.inference.video import SmoothConfig
+
+    return SmoothConfig(args.smooth_cutoff, args.smooth_beta) if args.smooth else None

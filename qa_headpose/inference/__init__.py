@@ -5,5 +5,6 @@ Read in this order, image -> box -> crop -> input -> runner -> HeadPose:
 model input, float32 (n, S, S, 3) pixels in [0, 255]) -> `runtime` (`TFLiteRunner`, degrees
 out) -> `estimator` (`HeadPoseEstimator`, returning `core.angles.HeadPose`). Around them:
 `registry` (shipped models by name), `video` (frames, tracking, smoothing), `draw`,
-`predict`/`sources`/`outputs` (the ``predict`` command's work).
+`sources`/`outputs` (inputs and output paths of a batch run). The ``predict`` command's
+orchestration (config, run, worker processes, formats) is ``qa_headpose.predict``.
 """
