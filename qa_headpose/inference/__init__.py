@@ -1,9 +1,11 @@
 """TF-free inference: numpy, OpenCV and LiteRT only (tests/test_layout.py checks it).
 
 Read in this order, image -> box -> crop -> input -> runner -> HeadPose:
-`images` (decode to uint8 BGR) -> `detect` (face boxes) -> `preprocess` (the crop and the
-model input, float32 (n, S, S, 3) pixels in [0, 255]) -> `runtime` (`TFLiteRunner`, degrees
-out) -> `estimator` (`HeadPoseEstimator`, returning `core.angles.HeadPose`). Around them:
-`registry` (shipped models by name), `video` (frames, tracking, smoothing), `draw`,
-`predict`/`sources`/`outputs` (the ``predict`` command's work).
+`images` (decode to uint8 BGR) -> `detect` (face boxes; `blazeface` decodes the detector's
+output) -> `preprocess` (the crop and the model input, float32 (n, S, S, 3) pixels in
+[0, 255]) -> `runtime` (`TFLiteRunner`, degrees out; `interpreter` loads and pools LiteRT
+interpreters) -> `estimator` (`HeadPoseEstimator`, returning `core.angles.HeadPose`, and per
+face `results.FaceResult`). Around them: `registry` (shipped models by name, the models
+folder), `video` (frames, tracking, smoothing), `draw`, `predict`/`sources`/`outputs` (the
+``predict`` command's work).
 """
