@@ -228,11 +228,11 @@ def test_face_result_lives_in_results_and_keeps_its_old_paths():
     assert qa_headpose.FaceResult is detect.FaceResult is results.FaceResult
 
 
-# A path to the package's models folder, built from the module's own location.
-_MODELS_FOLDER = re.compile(r"""__file__.*["']models["']""")
+# A path to the package's models folder or its sample image, built from the module's own location.
+_MODELS_FOLDER = re.compile(r"""__file__.*["'](models|assets)["']""")
 
 
-def test_the_models_folder_is_named_in_one_module():
-    """Only the registry knows where the shipped models live; detect, estimator and bench import it."""
+def test_the_shipped_files_are_named_in_one_module():
+    """Only the registry knows where the shipped models and the sample image live; the others import it."""
     named = [module for module, path in _modules().items() if _MODELS_FOLDER.search(path.read_text(encoding="utf-8"))]
     assert named == ["qa_headpose.inference.registry"]
