@@ -77,13 +77,26 @@ def main(argv: list[str] | None = None) -> int:
         params["FAST"] = True
     if params:
         inject_parameters(nb, "tools/run_notebook.py", **params)
+    start = time.perf_counter()
+    code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+
+    def announce(cell, cell_index: int) -> None:  # a status line per cell: no long silent stretch
+        first = next((line for line in cell.source.splitlines() if line.strip()), "")[:70]
+        n = code_cells.index(cell_index) + 1 if cell_index in code_cells else 0
+        print(
+            f"[{time.perf_counter() - start:5.0f} s] cell {n}/{len(code_cells)}: {first}", file=sys.stderr, flush=True
+        )
+
     client = nbclient.NotebookClient(
-        nb, timeout=args.timeout, kernel_name="python3", resources={"metadata": {"path": str(args.notebook.parent)}}
+        nb,
+        timeout=args.timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(args.notebook.parent)}},
+        on_cell_execute=announce,
     )
     mode = "fast" if args.fast else "full"
     where = f" into {run_dir}" if run_dir is not None else ""
     print(f"running {args.notebook.name} in {mode} mode{where} ...", file=sys.stderr, flush=True)
-    start = time.perf_counter()
     try:
         client.execute()
     except nbclient.exceptions.CellExecutionError as exc:
