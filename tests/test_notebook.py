@@ -110,6 +110,24 @@ def test_run_notebook_never_overwrites_the_committed_notebook_with_a_fast_run(ar
     assert NOTEBOOK.read_bytes() == before
 
 
+def test_run_notebook_echoes_what_cells_print(capsys):
+    """A long cell (training) is not silent: its printed lines reach stderr as they come, and the notebook keeps them."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('x')")])
+    client = _run_notebook().EchoingClient(nb)
+    client.reset_execution_trackers()  # what execute() and each cell do first
+    client.clear_before_next_output = False
+    msg = {
+        "msg_type": "stream",
+        "header": {"msg_type": "stream"},
+        "parent_header": {},
+        "content": {"name": "stdout", "text": "Epoch 1/12\n"},
+    }
+    outs = []
+    client.output(outs, msg, None, 0)
+    assert capsys.readouterr().err == "Epoch 1/12\n"
+    assert [o["text"] for o in outs] == ["Epoch 1/12\n"]
+
+
 def test_notebook_default_run_is_not_the_newest_run_export_picks():
     """The notebook trains into ../runs/notebook by default; `newest_run` leaves that folder out."""
     from qa_headpose.bench.models import NOTEBOOK_RUN

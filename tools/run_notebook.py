@@ -43,6 +43,16 @@ def strip_dataset_faces(nb) -> int:
     return stripped
 
 
+class EchoingClient(nbclient.NotebookClient):
+    """A NotebookClient that also writes the cells' printed text (training epochs, progress) to stderr as it comes."""
+
+    def output(self, outs, msg, display_id, cell_index):
+        if msg.get("msg_type") == "stream":
+            sys.stderr.write(msg["content"].get("text", ""))
+            sys.stderr.flush()
+        return super().output(outs, msg, display_id, cell_index)
+
+
 def inject_parameters(nb, source: str, **params: object) -> None:
     """Appends ``NAME = value`` lines to the notebook's first code cell (its parameters), after its defaults."""
     cell = next(c for c in nb.cells if c.cell_type == "code")
@@ -87,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             f"[{time.perf_counter() - start:5.0f} s] cell {n}/{len(code_cells)}: {first}", file=sys.stderr, flush=True
         )
 
-    client = nbclient.NotebookClient(
+    client = EchoingClient(
         nb,
         timeout=args.timeout,
         kernel_name="python3",
