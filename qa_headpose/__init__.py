@@ -10,10 +10,11 @@ Importing this package does not import TensorFlow; only training and export do.
 from __future__ import annotations
 
 from qa_headpose.core.angles import ANGLE_ORDER, HeadPose
+from qa_headpose.inference.results import FaceResult
 
 __version__ = "0.1.0"
 
-__all__ = ["ANGLE_ORDER", "HeadPose", "HeadPoseEstimator", "__version__"]
+__all__ = ["ANGLE_ORDER", "FaceResult", "HeadPose", "HeadPoseEstimator", "__version__"]
 
 
 def __getattr__(name: str):

@@ -300,6 +300,8 @@ def test_export_the_newest_run_then_benchmark_it(shipped, tiny_run, synthetic_fa
     os.utime(old / "qat" / "best.weights.h5", (1e9, 1e9))
     newest = shutil.copytree(tiny_run, runs / "newest")
     shutil.rmtree(shutil.copytree(tiny_run, runs / "untrained") / "qat")  # still in its float phase: not a candidate
+    notebook = shutil.copytree(tiny_run, runs / "notebook")  # the notebook's run is not yours, however new
+    os.utime(notebook / "qat" / "best.weights.h5", (2e9, 2e9))
     npz = tmp_path / "calibration.npz"
     save_fsanet_npz(synthetic_faces, npz, 48)
 
@@ -308,6 +310,7 @@ def test_export_the_newest_run_then_benchmark_it(shipped, tiny_run, synthetic_fa
     assert f"exporting the newest run {newest} " in out and f"to {newest / 'models'}" in out
     assert "converting int8" in err  # the progress bar
     assert (newest / "models" / "headpose_int8.tflite").is_file() and not (old / "models").exists()
+    assert not (notebook / "models").exists()
 
     assert benchmark_main([*FAST, "--runtimes", "litert", "--quiet"]) == 0
     out, err = capsys.readouterr()

@@ -14,6 +14,7 @@ from qa_headpose.inference.draw import (
     draw_face,
     head_axes,
     project_axes,
+    text_box,
 )
 
 
@@ -98,3 +99,27 @@ def test_draw_face_and_errors():
         draw_face(_canvas(), (20, 20, 80, 80), (0, 0, 0), mode="arrows")
     with pytest.raises(ValueError, match="uint8"):
         draw_axes(np.zeros((10, 10), np.uint8), (0, 0, 0), (5, 5), 3)
+
+
+@pytest.mark.parametrize("scale", [0.4, 0.8, 1.2])
+def test_label_reads_on_a_white_image(scale):
+    """The label is white text on a filled dark box: on white pixels, the box is dark and the text bright."""
+    image = np.full((200, 400, 3), 255, np.uint8)
+    draw_face(image, (60, 80, 160, 180), (12.0, -7.0, 3.0), label="yaw 12 pitch -7 roll 3")
+    # draw_face puts the label above the box, at the left edge; find it by its dark pixels.
+    dark = np.all(image < 64, axis=2)
+    rows, cols = np.nonzero(dark[:80])
+    assert len(rows), "no dark label box above the face"
+    region = image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].astype(int)
+    gray = region.mean(axis=2)
+    assert (gray < 64).mean() > 0.5  # mostly the dark box
+    assert (gray > 192).sum() > 30  # with bright text on it
+    x0, y0, x1, y1 = text_box("yaw 12 pitch -7 roll 3", (60, 74), 0.4)
+    assert cols.min() <= x0 + 1 and y1 <= 80
+
+
+def test_draw_text_box_stays_inside_a_face_at_the_top_edge():
+    image = np.full((120, 200, 3), 255, np.uint8)
+    draw_face(image, (5, 0, 100, 95), (0.0, 0.0, 0.0))
+    dark_rows = np.nonzero(np.all(image < 64, axis=2).any(axis=1))[0]
+    assert dark_rows.min() >= 0 and np.all(image[0:3, 5:50] < 64)  # the box starts at the image's top edge

@@ -87,20 +87,62 @@ def _kernel_name() -> str:
     return NATIVE_KERNEL_NAME
 
 
+def _run_notebook():
+    """tools/run_notebook.py as a module (the one home of the parameter injection)."""
+    spec = importlib.util.spec_from_file_location("run_notebook", REPO / "tools" / "run_notebook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--fast"], "--fast needs --out"),
+        (["--fast", "--out", str(NOTEBOOK)], "--out is the notebook itself"),
+    ],
+)
+def test_run_notebook_never_overwrites_the_committed_notebook_with_a_fast_run(argv, message, capsys):
+    before = NOTEBOOK.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        _run_notebook().main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert NOTEBOOK.read_bytes() == before
+
+
+def test_run_notebook_echoes_what_cells_print(capsys):
+    """A long cell (training) is not silent: its printed lines reach stderr as they come, and the notebook keeps them."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('x')")])
+    client = _run_notebook().EchoingClient(nb)
+    client.reset_execution_trackers()  # what execute() and each cell do first
+    client.clear_before_next_output = False
+    msg = {
+        "msg_type": "stream",
+        "header": {"msg_type": "stream"},
+        "parent_header": {},
+        "content": {"name": "stdout", "text": "Epoch 1/12\n"},
+    }
+    outs = []
+    client.output(outs, msg, None, 0)
+    assert capsys.readouterr().err == "Epoch 1/12\n"
+    assert [o["text"] for o in outs] == ["Epoch 1/12\n"]
+
+
+def test_notebook_default_run_is_not_the_newest_run_export_picks():
+    """The notebook trains into ../runs/notebook by default; `newest_run` leaves that folder out."""
+    from qa_headpose.bench.models import NOTEBOOK_RUN
+
+    params = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code").source
+    assert re.search(rf'^RUN_DIR = "\.\./runs/{NOTEBOOK_RUN}"', params, re.M)
+
+
 def test_notebook_runs_in_fast_mode(aflw_dir, tmp_path):
     kernel = _kernel_name()
     run_dir, out_dir = tmp_path / "run", tmp_path / "out"
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    params = nb.cells[[c.cell_type for c in nb.cells].index("code")]
     # The notebook's own defaults first, so a parameter added later still has a value.
-    params.source += "\n".join(
-        [
-            "\n# injected by tests/test_notebook.py",
-            f"DATA_DIR = {str(aflw_dir)!r}",
-            f"RUN_DIR = {str(run_dir)!r}",
-            f"OUT_DIR = {str(out_dir)!r}",
-            "FAST = True",
-        ]
+    _run_notebook().inject_parameters(
+        nb, "tests/test_notebook.py", DATA_DIR=str(aflw_dir), RUN_DIR=str(run_dir), OUT_DIR=str(out_dir), FAST=True
     )
     client = nbclient.NotebookClient(
         nb,

@@ -5,7 +5,8 @@ Modules, one concern each (none imports TensorFlow; the worker processes that ne
 - `models`: what to measure (`ModelSpec`; files, run folders, the shipped models, your newest export).
 - `engines`: one model on one runtime, called like `TFLiteRunner` (LiteRT *is* `TFLiteRunner`).
 - `worker`: the fresh process that measures one model per runtime, and its peak RSS.
-- `run`: `BenchmarkConfig`, `run_benchmark` -> `BenchmarkReport` of `BenchmarkResult` rows.
+- `run`: `BenchmarkConfig`, `run_benchmark` -> `BenchmarkReport` of `BenchmarkResult` rows (`results`).
+- `system`: the machine (CPU, flags, library versions) each report records.
 - `profile`: MACs per op, per-op time on LiteRT, the compute bound.
 - `frame`: whole frames through `HeadPoseEstimator.predict_image`; N threads sharing one estimator.
 - `report`: table, markdown, summary, plot, JSON.
@@ -35,15 +36,9 @@ from qa_headpose.bench.report import (
     summarize,
     write_report_json,
 )
-from qa_headpose.bench.run import (
-    RUNTIMES,
-    BenchmarkConfig,
-    BenchmarkReport,
-    BenchmarkResult,
-    count_rows,
-    run_benchmark,
-    system_info,
-)
+from qa_headpose.bench.results import BenchmarkReport, BenchmarkResult
+from qa_headpose.bench.run import RUNTIMES, BenchmarkConfig, count_rows, run_benchmark
+from qa_headpose.bench.system import system_info
 from qa_headpose.bench.worker import BenchmarkError
 
 __all__ = [

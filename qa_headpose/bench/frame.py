@@ -19,8 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from qa_headpose.bench.timing import percentiles, time_calls
+from qa_headpose.inference import registry
 
-ASSET = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
+ASSET = registry.SAMPLE_IMAGE
 
 
 def default_frame(width: int = 640, height: int = 480) -> np.ndarray:

@@ -23,6 +23,8 @@ RUNS_DIR_ENV = "QA_HEADPOSE_RUNS_DIR"
 # Where `qa-headpose export` writes a run's models by default; the notebook writes "export".
 EXPORT_SUBDIRS = ("models", "export")
 TRAIN_CONFIG = "headpose_train_config.json"
+# The run folder the notebook trains into by default (its RUN_DIR, ../runs/notebook), left out of `newest_run`.
+NOTEBOOK_RUN = "notebook"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,12 +194,15 @@ def runs_dir(path: str | os.PathLike | None = None) -> Path:
 def newest_run(folder: str | os.PathLike | None = None) -> Path | None:
     """The run under ``folder`` (`runs_dir`) whose ``qat/best.weights.h5`` is newest; None if there is none.
 
-    Only trained runs count: a run still in its float phase has no QAT weights yet.
+    Only trained runs count: a run still in its float phase has no QAT weights yet, and the
+    notebook's run (`NOTEBOOK_RUN`) is the notebook's, not yours (pass it by name to export it).
     """
     root = runs_dir(folder)
     if not root.is_dir():
         return None
-    runs = [d for d in root.iterdir() if d.is_dir() and (d / "qat" / "best.weights.h5").is_file()]
+    runs = [
+        d for d in root.iterdir() if d.is_dir() and d.name != NOTEBOOK_RUN and (d / "qat" / "best.weights.h5").is_file()
+    ]
     if not runs:
         return None
     return max(runs, key=lambda d: (d / "qat" / "best.weights.h5").stat().st_mtime)

@@ -181,7 +181,7 @@ def compute_bound(profile: dict[str, Any], system: dict[str, Any], measured_ms: 
 
     Args:
         profile: from `profile_tflite_ops`.
-        system: from `run.system_info` (clock, flags, cores).
+        system: from `system.system_info` (clock, flags, cores).
         measured_ms: the model's batch-1 time to compare (default: the profile's total).
 
     Returns:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from qa_headpose.bench.run import BenchmarkReport, BenchmarkResult, xnnpack_label
+from qa_headpose.bench.results import BenchmarkReport, BenchmarkResult, xnnpack_label
 from qa_headpose.core.figures import pyplot, save_png
 
 _COLUMNS = (

@@ -137,7 +137,9 @@ def progress_bar(args: argparse.Namespace, total: int | None, unit: str, **kwarg
     """A tqdm bar on stderr, shown as `show_progress` says."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, file=sys.stderr, disable=not show_progress(args), dynamic_ncols=True, **kwargs)
+    from qa_headpose.core.native_stderr import CONSOLE  # stderr, even while TF's native lines are filtered
+
+    return tqdm(total=total, unit=unit, file=CONSOLE, disable=not show_progress(args), dynamic_ncols=True, **kwargs)
 
 
 class Progress:

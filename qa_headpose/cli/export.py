@@ -16,6 +16,7 @@ from qa_headpose.cli.common import (
     positive_int,
     progress_bar,
 )
+from qa_headpose.cli.status import status, ticking
 
 HELP = "export a run to full-int8, float32 and dynamic-range TFLite"
 
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             check_output(out / f"{args.name}_{v}{suffix}", args.force)
     calibration = None
     if "int8" in variants:  # the representative dataset: the run's own training crops
+        status("reading the calibration faces (%s)", ", ".join(args.data or run["data"].get("data") or ["none"]))
         if args.data:
             calibration, _ = load.load_filtered(args.data)
         else:
@@ -80,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar(args, len(variants), "model") as bar:
         for variant in variants:
             bar.set_description(f"converting {variant}")
-            written.update(workflow.export_run(run_dir, out, calibration, cfg, (variant,), args.name))
+            with ticking(bar):
+                written.update(workflow.export_run(run_dir, out, calibration, cfg, (variant,), args.name))
             bar.update(1)
     for variant, meta in written.items():
         print(

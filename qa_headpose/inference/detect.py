@@ -3,9 +3,8 @@
 The default model (``models/face_detection_short_range.tflite``, Apache-2.0, from
 the mediapipe 0.10.21 wheel; see ``models/README.md``) takes one 128x128 RGB image
 in [-1, 1] and returns 896 anchor-relative boxes with 6 keypoints each and a logit
-per box. Anchor generation, decoding and MediaPipe's weighted non-maximum
-suppression are re-implemented here in numpy, with the constants of MediaPipe's
-``face_detection_short_range.pbtxt``. It is made for faces that fill at least about
+per box, which `blazeface` decodes (anchors, boxes, MediaPipe's weighted non-maximum
+suppression, in numpy). It is made for faces that fill at least about
 a ninth of the image's longer side (portraits, selfies, webcams at arm's length);
 smaller faces are missed. The full-range sparse model (``"full"``: 192x192 input,
 2304 anchors, about 5x slower) finds faces down to about a twentieth of the side.
@@ -19,33 +18,35 @@ Boxes are ``(x_min, y_min, x_max, y_max)`` in pixels of the full image.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from qa_headpose.core.angles import HeadPose
 from qa_headpose.core.errors import ModelError
-from qa_headpose.inference.runtime import InterpreterPool, check_max_concurrency, load_interpreter, read_model
+from qa_headpose.inference import registry
+from qa_headpose.inference.blazeface import (  # noqa: F401 (this module's names before the split)
+    ANCHOR_LAYOUTS,
+    DETECTOR_INPUT_SIZE,
+    NMS_IOU,
+    box_iou,
+    decode_boxes,
+    make_anchors,
+    weighted_nms,
+)
+from qa_headpose.inference.interpreter import InterpreterPool, check_max_concurrency, load_interpreter, read_model
+from qa_headpose.inference.results import Detection, FaceResult  # noqa: F401 (FaceResult's old home)
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 # The shipped BlazeFace models by name: "short" (faces within ~2 m, the default) and
 # "full" (full-range sparse model: smaller faces, about 5x slower).
 DETECTOR_MODELS = {
-    "short": MODELS_DIR / "face_detection_short_range.tflite",
-    "full": MODELS_DIR / "face_detection_full_range_sparse.tflite",
+    "short": registry.MODELS_DIR / "face_detection_short_range.tflite",
+    "full": registry.MODELS_DIR / "face_detection_full_range_sparse.tflite",
 }
 DETECTOR_MODEL = DETECTOR_MODELS["short"]
-DETECTOR_INPUT_SIZE = 128
-# Anchor layouts of MediaPipe's graphs, by (input side, anchor count): the strides of the
-# SSD layers, the anchors per layer and grid cell (2 with the interpolated scale), and
-# the name of the model (which picks its box mapping).
-ANCHOR_LAYOUTS = {(128, 896): ((8, 16, 16, 16), 2, "short"), (192, 2304): ((4,), 1, "full")}
-# MediaPipe's defaults for this model (min_detection_confidence, NMS overlap).
+# MediaPipe's default min_detection_confidence for this model.
 MIN_SCORE = 0.5
-NMS_IOU = 0.3
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear", "left_ear")
 
 # Landmark box from detector box, per model: (shift_x, shift_y, scale_x, scale_y), the
@@ -58,151 +59,6 @@ BOX_MAPPINGS: dict[str, tuple[float, float, float, float]] = {
     "short": (0.0, 0.057, 0.849, 0.893),
     "full": (0.0, 0.088, 0.808, 0.841),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Detection:
-    """One detected face.
-
-    Attributes:
-        box: (x_min, y_min, x_max, y_max) of the detector's box, pixels.
-        score: detector confidence in [0, 1].
-        keypoints: float32 (6, 2) x, y pixels in `KEYPOINT_NAMES` order (the subject's
-            right eye is on the image left).
-    """
-
-    box: tuple[float, float, float, float]
-    score: float
-    keypoints: np.ndarray = dataclasses.field(repr=False, compare=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class FaceResult:
-    """Head pose of one detected face.
-
-    Attributes:
-        box: (x_min, y_min, x_max, y_max) of the detector's box, pixels.
-        score: detector confidence in [0, 1].
-        pose: `HeadPose` (yaw, pitch, roll) in degrees.
-        face: index of the face in its image (by detector score), or its track id in a video.
-    """
-
-    box: tuple[float, float, float, float]
-    score: float
-    pose: HeadPose
-    face: int = 0
-
-    @property
-    def center(self) -> tuple[float, float]:
-        """Centre of the box, pixels."""
-        x0, y0, x1, y1 = self.box
-        return (x0 + x1) / 2, (y0 + y1) / 2
-
-    @property
-    def size(self) -> float:
-        """Mean side of the box, pixels."""
-        x0, y0, x1, y1 = self.box
-        return ((x1 - x0) + (y1 - y0)) / 2
-
-
-def make_anchors(
-    input_size: int = DETECTOR_INPUT_SIZE, strides: tuple[int, ...] = (8, 16, 16, 16), per_layer: int = 2
-) -> np.ndarray:
-    """Anchor centres of a BlazeFace model (MediaPipe's SsdAnchorsCalculator, fixed anchor size).
-
-    Args:
-        input_size: the model's input side, pixels.
-        strides: stride of each SSD layer; layers with the same stride share one grid.
-        per_layer: anchors each layer adds per grid cell (2 with the interpolated scale).
-
-    Returns:
-        float32 (n, 2): x, y centres in [0, 1], in the model's output order (896 for the
-        short-range defaults).
-    """
-    centres = []
-    layer = 0
-    while layer < len(strides):
-        # Layers that share a stride share a grid; all anchors have unit size, so only
-        # their count per cell matters.
-        last = layer
-        while last < len(strides) and strides[last] == strides[layer]:
-            last += 1
-        per_cell = per_layer * (last - layer)
-        grid = int(np.ceil(input_size / strides[layer]))
-        ys, xs = np.mgrid[0:grid, 0:grid]
-        xy = np.stack([(xs + 0.5) / grid, (ys + 0.5) / grid], axis=-1).reshape(-1, 1, 2)
-        centres.append(np.repeat(xy, per_cell, axis=1).reshape(-1, 2))
-        layer = last
-    return np.concatenate(centres).astype(np.float32)
-
-
-def decode_boxes(raw: np.ndarray, anchors: np.ndarray, input_size: int = DETECTOR_INPUT_SIZE) -> np.ndarray:
-    """Decodes the regressor output to normalised boxes and keypoints.
-
-    Args:
-        raw: float32 (n, 16): x, y, w, h of the box, then 6 keypoints (x, y), model pixels
-            relative to the anchor centre.
-        anchors: float32 (n, 2) anchor centres from `make_anchors`.
-        input_size: the model's input side, pixels.
-
-    Returns:
-        float32 (n, 16): x_min, y_min, x_max, y_max, then 6 keypoints (x, y), in [0, 1] of the
-        model input.
-    """
-    raw = np.asarray(raw, np.float32) / input_size
-    out = np.empty_like(raw)
-    cx = raw[:, 0] + anchors[:, 0]
-    cy = raw[:, 1] + anchors[:, 1]
-    half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
-    out[:, 0], out[:, 1], out[:, 2], out[:, 3] = cx - half_w, cy - half_h, cx + half_w, cy + half_h
-    out[:, 4::2] = raw[:, 4::2] + anchors[:, :1]
-    out[:, 5::2] = raw[:, 5::2] + anchors[:, 1:]
-    return out
-
-
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one box (4,) with each of boxes (n, 4); all (x_min, y_min, x_max, y_max)."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    ix0 = np.maximum(box[0], boxes[:, 0])
-    iy0 = np.maximum(box[1], boxes[:, 1])
-    ix1 = np.minimum(box[2], boxes[:, 2])
-    iy1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def weighted_nms(
-    values: np.ndarray, scores: np.ndarray, iou_threshold: float = NMS_IOU
-) -> list[tuple[np.ndarray, float]]:
-    """MediaPipe's weighted non-maximum suppression.
-
-    The best remaining box absorbs every remaining box that overlaps it by more than
-    ``iou_threshold``; the merged box and keypoints are the score-weighted mean of the
-    group, and the score is the best one's.
-
-    Args:
-        values: (n, k) boxes (first 4 columns, x_min, y_min, x_max, y_max) with extra columns
-            (keypoints) averaged the same way.
-        scores: (n,) scores.
-        iou_threshold: overlap above which boxes are merged.
-
-    Returns:
-        (values (k,), score) per face, best score first.
-    """
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    values, scores = np.asarray(values, np.float64)[order], np.asarray(scores, np.float64)[order]
-    out = []
-    while len(scores):
-        group = box_iou(values[0, :4], values[:, :4]) > iou_threshold
-        group[0] = True
-        weights = scores[group]
-        merged = (values[group] * weights[:, None]).sum(axis=0) / weights.sum()
-        out.append((merged, float(scores[0])))
-        values, scores = values[~group], scores[~group]
-    return out
 
 
 def match_detection(detections: list[Detection], box: np.ndarray) -> int | None:

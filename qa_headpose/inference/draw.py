@@ -29,6 +29,8 @@ CUBE_FRONT_COLOR = (0, 0, 255)
 CUBE_BACK_COLOR = (255, 128, 0)
 CUBE_SIDE_COLOR = (0, 255, 0)
 BOX_COLOR = (0, 255, 255)
+LABEL_COLOR = (255, 255, 255)
+LABEL_BACKGROUND = (32, 32, 32)  # a filled box: white text on white pixels would vanish
 
 
 def head_axes(pose: Sequence[float]) -> np.ndarray:
@@ -147,13 +149,35 @@ def draw_cube(
     return image
 
 
+def text_box(text: str, origin: Sequence[float], scale: float = 0.5) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) pixels of the filled box `draw_text` puts behind ``text`` (origin: its bottom left)."""
+    (w, h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, _text_thickness(scale))
+    x, y = _pt(np.asarray(origin, np.float64))
+    pad = max(2, int(round(4 * scale)))
+    return x - pad, y - h - pad, x + w + pad, y + baseline + pad
+
+
+def _text_thickness(scale: float) -> int:
+    return max(1, int(round(scale * 2)))
+
+
 def draw_text(image: np.ndarray, text: str, origin: Sequence[float], scale: float = 0.5) -> np.ndarray:
-    """Writes ``text`` with a dark outline so it reads on any background; origin is its bottom left."""
+    """Writes ``text`` in white on a filled dark box (`LABEL_BACKGROUND`), legible on any image.
+
+    Args:
+        image: uint8 BGR (H, W, 3); drawn in place.
+        text: the label.
+        origin: (x, y) pixels of the text's bottom left; the box reaches a few pixels beyond.
+        scale: OpenCV font scale.
+
+    Returns:
+        The same ``image``.
+    """
     _check_image(image)
+    x0, y0, x1, y1 = text_box(text, origin, scale)
+    cv2.rectangle(image, (x0, y0), (x1, y1), LABEL_BACKGROUND, cv2.FILLED)
     org = _pt(np.asarray(origin, np.float64))
-    thickness = max(1, int(round(scale * 2)))
-    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
-    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, LABEL_COLOR, _text_thickness(scale), cv2.LINE_AA)
     return image
 
 
@@ -195,5 +219,6 @@ def draw_face(
         yaw, pitch, roll = (float(v) for v in pose)
         label = f"yaw {yaw:.0f} pitch {pitch:.0f} roll {roll:.0f}"
     scale = float(np.clip(side / 250, 0.4, 1.2))
-    draw_text(image, label, (x0, max(y0 - 6, 14 * scale)), scale)
+    left, top, _, _ = text_box(label, (0, 0), scale)  # the box's reach left of and above the origin
+    draw_text(image, label, (max(x0, -left), max(y0 - 6, -top)), scale)
     return image

@@ -183,16 +183,16 @@ class HeadPoseEstimator:
             max_faces: keep at most this many faces (best detector score); None keeps all.
 
         Returns:
-            list of `detect.FaceResult` (box, score, pose, face index), best score first;
+            list of `results.FaceResult` (box, score, pose, face index), best score first;
             empty when no face is found (always for an image 1 pixel high or wide).
 
         Raises:
             ValueError: if ``image`` is not a non-empty image array (`data.DataError`, a
                 ValueError, for a float or wrongly shaped one).
         """
-        from qa_headpose.inference.detect import FaceResult
         from qa_headpose.inference.images import to_bgr_uint8
         from qa_headpose.inference.preprocess import crop_face
+        from qa_headpose.inference.results import FaceResult
 
         image = to_bgr_uint8(np.asarray(image), "predict_image input")
         detector = self.detector  # one detector for the whole call, even if another thread sets a new one

@@ -1,4 +1,4 @@
-"""The shipped head-pose models by name. No TF.
+"""The shipped head-pose models by name, and where the package's shipped files live. No TF.
 
 ``accurate`` (128x128) is the default; ``fast`` (80x80) trades about 0.15 degrees
 for half the model's time per face. A name or a path selects a model everywhere:
@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+# The shipped sample photo (NASA, public domain): predict's default input, the benchmark's frame, the cards' check.
+SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
 MODEL_NAMES: tuple[str, ...] = ("accurate", "fast")
 DEFAULT_MODEL_NAME = "accurate"
 # Float weights and float32 .tflite files live in the repository, outside the package.

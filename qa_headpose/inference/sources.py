@@ -7,9 +7,8 @@ import os
 from pathlib import Path
 
 from qa_headpose.inference.outputs import folder_problem
+from qa_headpose.inference.registry import SAMPLE_IMAGE
 from qa_headpose.inference.video import VIDEO_FOURCC
-
-SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

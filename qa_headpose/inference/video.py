@@ -35,8 +35,9 @@ import numpy as np
 from qa_headpose.core.angles import HeadPose
 from qa_headpose.core.atomic import commit, temp_path
 from qa_headpose.core.errors import DataError
-from qa_headpose.inference.detect import FaceResult, box_iou
+from qa_headpose.inference.blazeface import box_iou
 from qa_headpose.inference.images import to_bgr_uint8
+from qa_headpose.inference.results import FaceResult
 
 TRACK_IOU = 0.3
 TRACK_MAX_MISSED = 10

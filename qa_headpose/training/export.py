@@ -11,6 +11,7 @@ import numpy as np
 
 from qa_headpose.core import angles
 from qa_headpose.core.atomic import write_model
+from qa_headpose.core.native_stderr import quiet
 from qa_headpose.inference.preprocess import CROP_MARGIN
 from qa_headpose.inference.runtime import TFLiteRunner
 from qa_headpose.training._keras import keras, tf
@@ -42,6 +43,7 @@ def convert_to_int8_tflite(
         for row in sample:
             yield [row[None]]
 
+    logger.info("int8: tracing the QAT model, calibrating on %d crops, converting", len(sample))
     converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
@@ -49,19 +51,23 @@ def convert_to_int8_tflite(
     io_type = tf.int8 if cfg.io_dtype == "int8" else tf.uint8
     converter.inference_input_type = io_type
     converter.inference_output_type = io_type
-    return converter.convert()
+    with quiet():  # the converter's native lines (calibrator settings, delegate)
+        return converter.convert()
 
 
 def convert_to_float_tflite(model: keras.Model) -> bytes:
     """Float32 TFLite of the float Keras model (the reference for the int8 gap)."""
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    with quiet():
+        return converter.convert()
 
 
 def convert_to_dynamic_range_tflite(model: keras.Model) -> bytes:
     """Dynamic-range TFLite (int8 weights, float activations): the upstream's export."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
+    with quiet():  # the converter's native lines (calibrator settings, delegate)
+        return converter.convert()
 
 
 def model_metadata(runner: TFLiteRunner, variant: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -97,7 +103,8 @@ def save_tflite(
     Raises:
         ModelError: if the bytes are not a loadable head-pose model (nothing is written).
     """
-    runner = TFLiteRunner(payload)
+    with quiet():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate"
+        runner = TFLiteRunner(payload)
     meta = model_metadata(runner, variant, {**(extra or {}), "file_size_bytes": len(payload)})
     path = Path(path)
     meta = write_model(path, payload, meta)

@@ -36,7 +36,9 @@ def sample_inputs() -> tuple[np.ndarray, np.ndarray]:
     """The shipped sample photo as a 420x420 face crop and as a 640x480 frame (one face)."""
     import cv2
 
-    image = cv2.imread(str(Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"))
+    from qa_headpose.inference.registry import SAMPLE_IMAGE
+
+    image = cv2.imread(str(SAMPLE_IMAGE))
     crop = cv2.resize(image[40:360, 120:440], (420, 420), interpolation=cv2.INTER_CUBIC)
     frame = np.zeros((480, 640, 3), np.uint8)
     frame[:, 80:560] = cv2.resize(image, (480, 480), interpolation=cv2.INTER_AREA)

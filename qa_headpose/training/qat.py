@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
+# _keras first: it sets the Keras version and quiets TensorFlow's start-up before tfmot imports TF.
+from qa_headpose.training._keras import keras
+
+# isort: split
 import tensorflow_model_optimization as tfmot
 
-from qa_headpose.training._keras import keras
 from qa_headpose.training.config import ModelConfig
 from qa_headpose.training.model import OUTPUT_NAME, build_model
 

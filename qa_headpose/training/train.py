@@ -274,6 +274,13 @@ def fit_phase(
     if start >= cfg.epochs:
         return {"best_val_mae": best, "epochs_run": 0}
 
+    logger.info(
+        "%s phase: %d epoch(s) of %d steps of %d faces; the first step builds the graph",
+        workdir.name,
+        cfg.epochs - start,
+        steps,
+        cfg.batch_size,
+    )
     ds = make_distributed_input(train, size, cfg.batch_size, cfg.augment, cfg.seed, start, cfg.epochs, teacher, distill)
     log_path = workdir / "log.csv"
     if start > 0:

@@ -155,6 +155,7 @@ def train_run(
     """
     import shutil
 
+    logger.info("starting TensorFlow")
     from qa_headpose.training import distribute
     from qa_headpose.training.model import build_model
     from qa_headpose.training.qat import build_qat_model, make_qat_model
@@ -183,6 +184,7 @@ def train_run(
     summary: dict[str, Any] = {"data": prepared.report, "replicas": strategy.num_replicas_in_sync}
 
     start = time.perf_counter()
+    logger.info("float phase: building MobileNetV2 (%dx%d, alpha %g)", size, size, model_cfg.alpha)
     with strategy.scope():
         model = build_model(model_cfg)
         if train_cfg.init_weights:
@@ -199,6 +201,7 @@ def train_run(
         done = fit_phase(
             model, prepared.train, val_x, val_y, train_cfg, float_dir, resume, verbose, strategy, run_dir / "float"
         )
+    logger.info("float phase: scoring the best weights on %d val faces", len(val_x))
     best_float = _float_model(model_cfg, _best_weights(float_dir, run_dir / "float"))
     # set_weights, not load_weights: h5 loading into a multi-worker model's synchronised variables fails.
     model.set_weights(best_float.get_weights())
@@ -206,6 +209,7 @@ def train_run(
     summary["float"] = {**done, "seconds": seconds, **_val_mae(best_float, val_x, val_y)}
 
     start = time.perf_counter()
+    logger.info("QAT phase: wrapping the model for quantization-aware training")
     with strategy.scope():
         qat_model = make_qat_model(model)
     qat_dir = own_dir / "qat"
@@ -213,6 +217,7 @@ def train_run(
     done = fit_phase(
         qat_model, prepared.train, val_x, val_y, qat_cfg, qat_dir, resume, verbose, strategy, run_dir / "qat", teacher
     )
+    logger.info("QAT phase: scoring the best weights on %d val faces", len(val_x))
     qat_model = build_qat_model(model_cfg, str(_best_weights(qat_dir, run_dir / "qat")))
     summary["qat"] = {**done, "seconds": round(time.perf_counter() - start, 1), **_val_mae(qat_model, val_x, val_y)}
     write_json(own_dir / "summary.json", summary)
@@ -307,6 +312,7 @@ def export_run(
     written = {}
     for variant in variants:
         start = time.perf_counter()
+        logger.info("%s: loading the %s model and converting it", variant, "QAT" if variant == "int8" else "float")
         if variant == "int8":
             if calibration is None or len(calibration) == 0:
                 raise ValueError("The int8 export needs calibration faces (the training split)")
