@@ -24,7 +24,7 @@ def _pins() -> dict[str, str]:
         ("cv2", "opencv-python-headless"),
         ("tensorflow", "tensorflow"),
         ("ai_edge_litert", "ai-edge-litert"),
-        ("multipart", "python-multipart"),
+        ("httptools", "httptools"),
     ],
 )
 def test_install_hint_names_the_pin_and_its_extra(module, distribution):

@@ -57,7 +57,10 @@ def setup_logging(command: str, args: argparse.Namespace) -> None:
     # As the progress bars: on a terminal or with --progress, never with --quiet (a failing command's
     # stderr off a terminal stays its one error line).
     logging.getLogger(STATUS_LOGGER).setLevel(logging.INFO if verbose or show_progress(args) else logging.WARNING)
-    logging.captureWarnings(True)  # the converter's UserWarnings: a line each, not text inside a bar
+    # The converter's UserWarnings: a line each, not text inside a bar. Off first: captureWarnings(True) is a
+    # no-op while logging believes it captures, even after someone (pytest, catch_warnings) restored showwarning.
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
 
 
 def status(message: str, *args: object) -> None:

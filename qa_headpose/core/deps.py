@@ -13,8 +13,6 @@ DISTRIBUTION = "qa-headpose"
 # Import names whose distribution is named otherwise; any other name maps to itself with "_" -> "-".
 _DISTRIBUTION_OF_MODULE = {
     "cv2": "opencv-python-headless",
-    "multipart": "python-multipart",
-    "python_multipart": "python-multipart",
     "yaml": "pyyaml",
     "PIL": "pillow",
 }

