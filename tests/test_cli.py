@@ -3,10 +3,12 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from qa_headpose import cli
 from qa_headpose.cli import main
 from qa_headpose.core import angles
 
@@ -163,3 +165,13 @@ def test_torchvision_weights_pick_width_one_unless_alpha_is_given():
     # torchvision ships ImageNet weights for width 1.0 only: the tiny preset with them trains at 1.0.
     assert model_of("--backbone-weights", "torchvision").alpha == 1.0
     assert model_of("--backbone-weights", "torchvision", "--alpha", "0.5").alpha == 0.5
+
+
+def test_evaluate_takes_a_shipped_model_by_name_as_predict_does(tmp_path, monkeypatch):
+    from qa_headpose.inference.registry import shipped_model_path
+
+    parser = cli.build_parser()
+    assert parser.parse_args(["evaluate", "fast", "--data", "d"]).model == shipped_model_path("fast")
+    assert parser.parse_args(["evaluate", "accurate", "--data", "d"]).model == shipped_model_path("accurate")
+    monkeypatch.chdir(tmp_path)  # any other text is a path, relative to where the command runs
+    assert parser.parse_args(["evaluate", "runs/x", "--data", "d"]).model == Path("runs/x")

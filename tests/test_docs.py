@@ -88,3 +88,14 @@ def test_cli_reference_in_docs_matches_the_parser():
     spec.loader.exec_module(module)
     text = module.DOC.read_text(encoding="utf-8")
     assert module.updated(text) == text, "docs/cli.md is stale: run python tools/cli_reference.py"
+
+
+def test_the_readme_is_a_front_door_that_reaches_every_page():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 200, "the README is the front door: move detail into docs/"
+    assert {lang for lang, _, _ in runnable_blocks(REPO / "README.md")} == {"sh", "python"}  # CLI and Python run
+    linked = set(re.findall(r"\]\(docs/([\w.-]+\.md)", readme))
+    reached = set(linked)
+    for name in linked:  # one more step: the pages the README links may link the rest
+        reached |= set(re.findall(r"\]\(([\w.-]+\.md)", (REPO / "docs" / name).read_text(encoding="utf-8")))
+    assert {p.name for p in (REPO / "docs").glob("*.md")} <= reached

@@ -5,7 +5,7 @@ Each simulated user posts the sample face (JPEG) and asks /v1/health, with a sho
     qa-headpose serve --threads 2 &
     locust -f tools/serve_locust.py --headless -u 50 -r 50 -t 30s --host http://127.0.0.1:8000 --only-summary
 
-tests/test_hostile.py::test_locust_load_run runs it against a fresh server (marked slow: --run-slow).
+tests/test_hostile.py::test_locust_load_run runs it against a fresh server (marked slow; part of every run).
 """
 
 from __future__ import annotations

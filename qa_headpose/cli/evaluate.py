@@ -10,9 +10,18 @@ from qa_headpose.cli.common import EXIT_OK, Progress, add_progress, check_output
 HELP = "per-angle MAE of a .tflite or Keras model on a dataset"
 
 
+def _model(text: str) -> Path:
+    """A shipped model's name -> its .tflite (as predict --model); anything else is a path."""
+    from qa_headpose.inference.registry import resolve_model
+
+    return resolve_model(text)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``evaluate``."""
-    p.add_argument("model", type=Path, help="a .tflite file, or a training run folder (Keras)")
+    p.add_argument(
+        "model", type=_model, help="a shipped model name (accurate, fast), a .tflite file, or a training run folder"
+    )
     p.add_argument(
         "--data",
         nargs="+",
