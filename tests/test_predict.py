@@ -503,6 +503,33 @@ def test_jobs_send_several_images_per_task_with_the_same_rows(many_inputs):
     assert len(one.sources) == 48 and sum(bool(s.error) for s in one.sources) == 3 and len(one.rows) >= 42
 
 
+def test_jobs_keep_every_worker_busy_and_suspects_alone():
+    """The submission window: `jobs * IN_FLIGHT_PER_JOB` tasks in flight, never one at a time; a suspect runs alone.
+
+    It once kept one task in flight (the empty `pending` deque was taken as the answer to "alone?" and turned
+    truthy when appended to), so `--jobs 2` ran on one core: 0.97x of `--jobs 1` (tools/measure_jobs.py).
+    """
+    from collections import deque
+
+    from qa_headpose.inference.sources import Source
+    from qa_headpose.predict import parallel
+
+    sources = [Source("image", f"{i}.jpg") for i in range(40)] + [Source("video", "clip.mp4")]
+    window = parallel.IN_FLIGHT_PER_JOB * 2
+    queue = deque(range(len(sources)))
+    tasks = parallel._tasks_to_send(queue, sources, set(), 8, 0, None, window)
+    assert tasks == [list(range(k, k + 8)) for k in range(0, 32, 8)] and queue[0] == 32  # 4 in flight at once
+    assert parallel._tasks_to_send(queue, sources, set(), 8, 3, tasks[-1], window) == [list(range(32, 40))]
+    assert parallel._tasks_to_send(queue, sources, set(), 8, 1, [39], window) == [[40]]  # a video is its own task
+    suspects = {5, 6}
+    queue = deque([5, 6, 7, 8])
+    assert parallel._tasks_to_send(queue, sources, suspects, 8, 1, [0], window) == []  # waits for the others
+    assert parallel._tasks_to_send(queue, sources, suspects, 8, 0, None, window) == [[5]]  # then alone
+    assert parallel._tasks_to_send(queue, sources, suspects, 8, 1, [5], window) == []  # nothing beside it
+    assert parallel._tasks_to_send(queue, sources, suspects, 8, 0, None, window) == [[6]]
+    assert parallel._tasks_to_send(queue, sources, suspects, 8, 0, None, window) == [[7, 8]]
+
+
 def test_a_killed_worker_loses_no_input(many_inputs):
     """A worker killed mid-run (as the OOM killer would): every input still comes back once, rows as with one job."""
     import multiprocessing

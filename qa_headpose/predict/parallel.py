@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -33,6 +34,8 @@ IN_FLIGHT_PER_JOB = 2
 # Most images per task: one task costs a message each way, a future and a wake-up of the parent,
 # so one per image would spend a noticeable part of the parent's (and the cores') time on them.
 MAX_TASK_SIZE = 8
+# Longest wait for every worker to start (spawn, imports, models) before the run gives up.
+START_TIMEOUT_S = 120.0
 # The error of an input that killed a worker while running alone.
 WORKER_DIED = "a worker process died while reading this input (a crash in a decoder, or out of memory)"
 
@@ -44,9 +47,8 @@ def _ignore(_: Any) -> None:
     return None
 
 
-def _init_worker(estimator_pickle: bytes, cfg: PredictConfig) -> None:
+def _init_worker(estimator_pickle: bytes, cfg: PredictConfig, started: Any) -> None:
     """Builds the worker's own estimator (loading its models); Ctrl-C is the parent's to handle."""
-    import threading
 
     import cv2
 
@@ -57,6 +59,7 @@ def _init_worker(estimator_pickle: bytes, cfg: PredictConfig) -> None:
     with native_stderr_silenced():
         _WORKER["estimator"] = pickle.loads(estimator_pickle)
     _WORKER["cfg"] = cfg
+    _WORKER["started"] = started
 
 
 def _watch_parent(parent: int) -> None:
@@ -109,6 +112,10 @@ def _stop_workers(executor: ProcessPoolExecutor) -> None:
 
 
 def _ready() -> bool:
+    # Each of the N start-up calls holds its worker until all N workers have started. A pool with the spawn
+    # method starts workers on demand and only when none is idle; without this rendezvous, tasks sent one at a
+    # time as results come back were all taken by the first worker and --jobs 2 ran on one core.
+    _WORKER["started"].wait(timeout=START_TIMEOUT_S)
     return "estimator" in _WORKER
 
 
@@ -120,10 +127,12 @@ def _start_pool(jobs: int, context: Any, payload: bytes, cfg: PredictConfig) -> 
             `run_predict` does not guard its entry point with ``if __name__ == "__main__":``
             (each spawned worker imports the main module).
     """
-    executor = ProcessPoolExecutor(jobs, context, initializer=_init_worker, initargs=(payload, cfg))
+    started = context.Barrier(jobs)
+    executor = ProcessPoolExecutor(jobs, context, initializer=_init_worker, initargs=(payload, cfg, started))
     try:
-        executor.submit(_ready).result()
-    except BrokenProcessPool:
+        for ready in [executor.submit(_ready) for _ in range(jobs)]:
+            ready.result()
+    except (BrokenProcessPool, threading.BrokenBarrierError):
         executor.shutdown(wait=True, cancel_futures=True)
         raise RuntimeError(
             "The worker processes of jobs > 1 could not start; a script that calls run_predict with jobs > 1 "
@@ -140,6 +149,32 @@ def _next_task(queue: deque[int], sources: list[Source], suspects: set[int], siz
     while queue and len(task) < size and queue[0] not in suspects and sources[queue[0]].kind == "image":
         task.append(queue.popleft())
     return task
+
+
+def _tasks_to_send(
+    queue: deque[int],
+    sources: list[Source],
+    suspects: set[int],
+    size: int,
+    in_flight: int,
+    last: list[int] | None,
+    window: int,
+) -> list[list[int]]:
+    """The tasks to submit now (taken off ``queue``): enough to have ``window`` in flight.
+
+    A suspect (in flight when a worker died) runs alone: it waits until nothing else is in flight,
+    and nothing is sent after it until it is done. ``last`` is the newest task in flight, if any.
+    """
+    tasks: list[list[int]] = []
+    while queue and in_flight + len(tasks) < window:
+        previous = tasks[-1] if tasks else last
+        alone = queue[0] in suspects or (previous is not None and previous[0] in suspects)
+        if alone and (in_flight or tasks):
+            break
+        tasks.append(_next_task(queue, sources, suspects, size))
+        if alone:
+            break
+    return tasks
 
 
 def task_size(inputs: int, jobs: int) -> int:
@@ -183,14 +218,9 @@ def run_parallel(
         while queue or pending:
             if executor is None:
                 executor = _start_pool(jobs, context, payload, cfg)
-            while queue and len(pending) < window:
-                alone = queue[0] in suspects or (pending and pending[-1][0][0] in suspects)
-                if alone and pending:
-                    break
-                task = _next_task(queue, sources, suspects, size)
+            last = pending[-1][0] if pending else None
+            for task in _tasks_to_send(queue, sources, suspects, size, len(pending), last, window):
                 pending.append((task, executor.submit(_work, [(sources[i], plan.get(i)) for i in task])))
-                if alone:
-                    break
             task, future = pending.popleft()
             try:
                 results = future.result()
