@@ -167,7 +167,10 @@ def test_label_file_blends_only_the_yaw_of_faces_whenet_reads_as_turned_far(tmp_
     record = json.loads((tmp_path / "out.csv.teacher.json").read_text())
     assert record["changed"] == 4 and record["whenet"]["threshold_deg"] == 60.0
     assert record["teacher"][-1]["sha256"] == wt.sha256_of(weights)
-    assert sum(b["changed"] for b in record["bands_by_gt_yaw"]) == 4  # gt_yaw 7: all in the 0-30 band
+    low = record["bands_by_gt_yaw"][0]  # gt_yaw 7: every face is in the 0-30 band
+    assert (low["band"], low["faces"], low["changed"]) == ("0-30", 8, 4)
+    assert low["gt_yaw_gap_deg"] == pytest.approx({"base": 160 / 8, "blended": 231 / 8})
+    assert record["bands_by_gt_yaw"][1]["gt_yaw_gap_deg"] == {"base": None, "blended": None}
     assert not (tmp_path / "out.csv.partial.npz").exists()
 
 

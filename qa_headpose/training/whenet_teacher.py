@@ -356,6 +356,10 @@ def _summary(base, yaw, changed, gt_yaw, threshold_deg, seen) -> dict:
                 "changed": int(moved.sum()),
                 "mean_change_deg": float(shift[moved].mean()) if moved.any() else 0.0,
                 "mean_signed_change_deg": float(((yaw - base) * np.sign(gt_yaw))[moved].mean()) if moved.any() else 0.0,
+                "gt_yaw_gap_deg": {
+                    "base": float(np.abs(base - gt_yaw)[mask].mean()) if mask.any() else None,
+                    "blended": float(np.abs(yaw - gt_yaw)[mask].mean()) if mask.any() else None,
+                },
             }
         )
     return {
