@@ -28,13 +28,49 @@ def pytest_addoption(parser):
     parser.addoption("--skip-slow", action="store_true", default=False, help="skip tests marked slow (local use)")
 
 
+# Session fixtures that train or convert a model: every test that needs one runs in the same xdist worker, so
+# the tiny model is trained and exported once per run, not once per worker.
+TINY_MODEL_FIXTURES = {"tiny_run", "tiny_tflite_models", "tiny_int8_tflite"}
+
+
 def pytest_collection_modifyitems(config, items):
+    # pyproject's addopts run the suite on 2 xdist workers with --dist loadgroup: a test file is one group (its
+    # module fixtures, servers and clusters start once), except that tests of the tiny model form their own.
+    for item in items:
+        uses_tiny = TINY_MODEL_FIXTURES & set(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.xdist_group("tiny-model" if uses_tiny else item.nodeid.split("::")[0]))
     if not config.getoption("--skip-slow"):
         return
     skip = pytest.mark.skip(reason="slow test: skipped by --skip-slow")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+MEASURED = "measured"
+
+
+@pytest.fixture
+def measured(record_property):
+    """``measured(line)``: a number a test prints and does not assert (a load run, a latency), shown at the end.
+
+    Printed lines of a test are lost on an xdist worker; these travel with the test's report and the
+    summary lists them under "measured (printed, not asserted)".
+    """
+    return lambda line: record_property(MEASURED, line.strip())
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = [
+        f"{report.nodeid.split('::')[-1]}: {value}"
+        for report in terminalreporter.getreports("passed")
+        for key, value in getattr(report, "user_properties", ())
+        if key == MEASURED and report.when == "call"
+    ]
+    if lines:
+        terminalreporter.section("measured (printed, not asserted)")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def require(path: Path) -> Path:

@@ -1147,7 +1147,7 @@ def test_serve_bad_requests_are_logged_at_a_bounded_rate(hostile_server):
     assert added <= LOG_BURST, _log(hostile_server)[-2000:]
 
 
-def test_serve_memory_per_request_is_bounded_in_bytes(hostile_server):
+def test_serve_memory_per_request_is_bounded_in_bytes(hostile_server, measured):
     """Attack 7: four 16-bit RGBA PNGs at the pixel limit (8 bytes a pixel in the file) at once: RSS < 1 GB."""
     from qa_headpose.serve.config import DEFAULTS
 
@@ -1160,7 +1160,9 @@ def test_serve_memory_per_request_is_bounded_in_bytes(hostile_server):
         )
     assert [a[0] for a in answers] == [200] * 4, [a[:3] for a in answers]
     peak = attacks.peak_rss_mb(hostile_server["proc"].pid)
-    print(f"\nserve peak RSS after 4 x {side}x{side} 16-bit RGBA PNGs: {peak:.0f} MB; health worst {probe.worst:.2f} s")
+    measured(
+        f"serve peak RSS after 4 x {side}x{side} 16-bit RGBA PNGs: {peak:.0f} MB; health worst {probe.worst:.2f} s"
+    )
     assert peak < 1024 and probe.worst < HEALTH_BUDGET_S, (peak, probe.worst)
 
 
@@ -1180,7 +1182,7 @@ def test_serve_applies_exif_orientation_like_the_cli(hostile_server, tmp_path, e
     assert served[0]["box"] == pytest.approx(list(local[0].box), abs=1e-3)
 
 
-def test_serve_openapi_fuzzer_finds_nothing(hostile_server, tmp_path):
+def test_serve_openapi_fuzzer_finds_nothing(hostile_server, tmp_path, measured):
     """Attack 6: schemathesis, every check, against the served document (image bodies from its hooks)."""
     pytest.importorskip("schemathesis", reason="the OpenAPI fuzzer is in the test extra: pip install -e .[test]")
     exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
@@ -1190,11 +1192,11 @@ def test_serve_openapi_fuzzer_finds_nothing(hostile_server, tmp_path):
         [*cmd, "--no-shrink", "-w", "2"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
     )
     assert result.returncode == 0, result.stdout[-4000:]
-    print("\n" + [line for line in result.stdout.splitlines() if "generated" in line][-1].strip())
+    measured([line for line in result.stdout.splitlines() if "generated" in line][-1])
 
 
 @pytest.mark.slow
-def test_locust_load_run(tmp_path):
+def test_locust_load_run(tmp_path, measured):
     """A bounded locust run (50 users, 30 s, tools/serve_locust.py) against a server with the default limits and
     --threads 2: its summary is printed, not asserted."""
     pytest.importorskip("httptools", reason="qa-headpose serve needs the serve extra: pip install -e .[serve]")
@@ -1210,5 +1212,7 @@ def test_locust_load_run(tmp_path):
         proc.terminate()
         proc.wait(30)
     assert result.returncode in (0, 1), result.stderr[-3000:]  # 1: some request failed; the report says which
-    print("\n" + "\n".join(line for line in result.stderr.splitlines() if "|" in line and "---" not in line))
+    for line in result.stderr.splitlines():
+        if "|" in line and "---" not in line:
+            measured(f"locust {line}")
     assert "Traceback" not in (tmp_path / "serve.err").read_text()

@@ -358,7 +358,7 @@ LOAD_CLIENTS = int(os.environ.get("QA_HEADPOSE_LOAD_CLIENTS", "8"))
 LOAD_REQUESTS = int(os.environ.get("QA_HEADPOSE_LOAD_REQUESTS", "200"))
 
 
-def test_load_every_answer_correct(server, estimator, capsys):
+def test_load_every_answer_correct(server, estimator, measured):
     """8 keep-alive clients x 200 requests on loopback: 0 errors, every answer the image's own poses."""
     image = cv2.imread(str(SAMPLE))
     payloads = [SAMPLE.read_bytes(), cv2.imencode(".jpg", image[:, ::-1])[1].tobytes()]  # the sample and its mirror
@@ -396,16 +396,15 @@ def test_load_every_answer_correct(server, estimator, capsys):
     assert not errors, f"{len(errors)} errors, first: {errors[:3]}"
     all_ms = np.asarray([v for per in latencies for v in per]) * 1e3
     assert len(all_ms) == LOAD_CLIENTS * LOAD_REQUESTS
-    with capsys.disabled():
-        print(
-            f"\nserve load: {LOAD_CLIENTS} clients x {LOAD_REQUESTS} requests, 512x512 JPEG, 2 workers: "
-            f"{len(all_ms) / wall:.1f} requests/s, p50 {np.percentile(all_ms, 50):.1f} ms, "
-            f"p99 {np.percentile(all_ms, 99):.1f} ms, 0 errors ({wall:.1f} s, {os.cpu_count()} CPUs)"
-        )
+    measured(
+        f"serve load: {LOAD_CLIENTS} clients x {LOAD_REQUESTS} requests, 512x512 JPEG, 2 workers: "
+        f"{len(all_ms) / wall:.1f} requests/s, p50 {np.percentile(all_ms, 50):.1f} ms, "
+        f"p99 {np.percentile(all_ms, 99):.1f} ms, 0 errors ({wall:.1f} s, {os.cpu_count()} CPUs)"
+    )
     assert_alive(server)
 
 
-def test_single_client_latency(server, capsys):
+def test_single_client_latency(server, measured):
     """One client, one request at a time: the latency of a single image, reported (not asserted)."""
     payload = SAMPLE.read_bytes()
     conn = connect(server, 60)
@@ -421,11 +420,10 @@ def test_single_client_latency(server, capsys):
                 times.append((time.perf_counter() - start) * 1e3)
     finally:
         conn.close()
-    with capsys.disabled():
-        print(
-            f"\nserve single client: 50 sequential requests, 512x512 JPEG: p50 {np.percentile(times, 50):.1f} ms, "
-            f"p99 {np.percentile(times, 99):.1f} ms, {1e3 / np.mean(times):.1f} requests/s"
-        )
+    measured(
+        f"serve single client: 50 sequential requests, 512x512 JPEG: p50 {np.percentile(times, 50):.1f} ms, "
+        f"p99 {np.percentile(times, 99):.1f} ms, {1e3 / np.mean(times):.1f} requests/s"
+    )
 
 
 def test_cli_refuses_a_bad_model_with_exit_2(tmp_path):

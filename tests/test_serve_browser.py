@@ -108,7 +108,7 @@ def wait_for(driver, condition, timeout: float, what: str) -> dict:
     return state(driver)
 
 
-def test_live_page_shows_the_poses_of_the_fake_camera(page, capsys):
+def test_live_page_shows_the_poses_of_the_fake_camera(page, measured):
     driver, _, tmp = page
     expected = HeadPoseEstimator(num_threads=1).predict_image(read_image(SAMPLE))[0].pose
     s = wait_for(driver, lambda s: s["mode"] == "camera" and s["frames"] >= 5, 90, "show 5 camera frames")
@@ -132,11 +132,10 @@ def test_live_page_shows_the_poses_of_the_fake_camera(page, capsys):
         shutil.copyfile(shot, os.environ[SCREENSHOT_ENV])
     severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe  # no script error, no blocked resource (CSP), no failed request
-    with capsys.disabled():
-        print(
-            f"\nserve live page: {s['fps']:.1f} FPS with the fake camera ({FRAME_W}x{FRAME_H} JPEG frames), "
-            f"latency {s['latencyMs']:.0f} ms (server {s['serverMs']:.0f} ms), {s['frames']} frames; screenshot {shot}"
-        )
+    measured(
+        f"serve live page: {s['fps']:.1f} FPS with the fake camera ({FRAME_W}x{FRAME_H} JPEG frames), "
+        f"latency {s['latencyMs']:.0f} ms (server {s['serverMs']:.0f} ms), {s['frames']} frames; screenshot {shot}"
+    )
 
 
 def test_opened_image_file_shows_its_poses(page):
