@@ -86,12 +86,11 @@ def request(server, method: str, path: str, body: bytes | None = None, headers: 
     return resp.status, resp, json.loads(data) if ctype.startswith("application/json") else data
 
 
-def raw_exchange(server, chunks: list[bytes], pause_s: float = 0.0) -> tuple[int, dict]:
+def raw_exchange(server, chunks: list[bytes]) -> tuple[int, dict]:
     """Sends raw bytes on one socket, then reads the response: (status, JSON body)."""
     with socket.create_connection((server["host"], server["port"]), timeout=30) as sock:
         for chunk in chunks:
             sock.sendall(chunk)
-        time.sleep(pause_s)
         data = b""
         while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _content_length(data):
             part = sock.recv(65536)

@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import cv2
@@ -113,7 +112,9 @@ def test_live_page_shows_the_poses_of_the_fake_camera(page, measured):
     expected = HeadPoseEstimator(num_threads=1).predict_image(read_image(SAMPLE))[0].pose
     s = wait_for(driver, lambda s: s["mode"] == "camera" and s["frames"] >= 5, 90, "show 5 camera frames")
     assert (s["width"], s["height"]) == (FRAME_W, FRAME_H)
-    time.sleep(4)  # a steady FPS over the page's 2 s window
+    # A steady FPS: the page's window is 2 s, so wait for 2 s more of answers (at least 10 frames) past the first 5.
+    first = s["frames"]
+    s = wait_for(driver, lambda s: s["frames"] >= first + max(10, 2 * s["fps"]), 60, "keep answering for 2 s")
     s = wait_for(driver, lambda s: len(s["faces"]) == 1, 30, "find the face")
     face = s["faces"][0]
     assert face["score"] > 0.5 and not face["saturated"]
