@@ -99,3 +99,11 @@ def test_the_readme_is_a_front_door_that_reaches_every_page():
     for name in linked:  # one more step: the pages the README links may link the rest
         reached |= set(re.findall(r"\]\(([\w.-]+\.md)", (REPO / "docs" / name).read_text(encoding="utf-8")))
     assert {p.name for p in (REPO / "docs").glob("*.md")} <= reached
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    (command,) = [line.split("#")[0].strip() for line in readme.splitlines() if line.endswith("(= .ci/run)")]
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1].strip()
+    assert ci == command and "python -m pytest" in ci
+    assert "ray" in command.split('"')[1]  # every feature's tests run: Ray Data's too (they skip without it)
