@@ -102,8 +102,8 @@ def optional(name: str):
         return None
 
 
-draw, detect, bench, sources = (
-    optional(n) for n in ("inference.draw", "inference.detect", "bench", "inference.sources")
+draw, detect, bench, registry = (
+    optional(n) for n in ("inference.draw", "inference.detect", "bench", "inference.registry")
 )
 
 if FAST:
@@ -392,24 +392,24 @@ else:
 # predicted axes. (In fast mode the model has trained for two epochs on 60 faces: expect a poor pose.)
 
 # %%
-if None in (draw, detect, sources):
-    print("skipped: the prediction needs qa_headpose.inference (draw, detect, sources)")
+if None in (draw, detect, registry):
+    print("skipped: the prediction needs qa_headpose.inference (draw, detect, registry)")
 else:
     from qa_headpose.inference.estimator import HeadPoseEstimator
     from qa_headpose.inference.images import read_image
 
     estimator = HeadPoseEstimator.from_tflite(models["int8"])
-    image = read_image(sources.SAMPLE_IMAGE)
+    image = read_image(registry.SAMPLE_IMAGE)
     found = estimator.predict_image(image)
     for face in found:
         print(f"face {face.face}: score {face.score:.2f}, box {tuple(round(v) for v in face.box)}, {face.pose}")
         draw.draw_face(image, face.box, face.pose, mode="axes")
     if not found:
-        print(f"no face found in {sources.SAMPLE_IMAGE.name}")
+        print(f"no face found in {registry.SAMPLE_IMAGE.name}")
     fig = Figure(figsize=(6, 6), layout="constrained")
     ax = fig.subplots()
     ax.imshow(image[:, :, ::-1])
-    ax.set_title(f"{sources.SAMPLE_IMAGE.name}, {models['int8'].name}")
+    ax.set_title(f"{registry.SAMPLE_IMAGE.name}, {models['int8'].name}")
     ax.axis("off")
     show(fig, "sample_prediction")
 

@@ -232,8 +232,8 @@ def pose_crops(pose_model) -> list[np.ndarray]:
     import cv2
 
     from qa_headpose.inference import preprocess
+    from qa_headpose.inference.registry import SAMPLE_IMAGE
     from qa_headpose.inference.runtime import TFLiteRunner
-    from qa_headpose.inference.sources import SAMPLE_IMAGE
 
     image = cv2.imread(str(SAMPLE_IMAGE))
     centre = tuple(float(c) for c in (SAMPLE_FACE_BOX[:2] + SAMPLE_FACE_BOX[2:]) / 2)

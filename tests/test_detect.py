@@ -19,7 +19,7 @@ from qa_headpose.inference.detect import (
     match_detection,
     weighted_nms,
 )
-from qa_headpose.inference.sources import SAMPLE_IMAGE
+from qa_headpose.inference.registry import SAMPLE_IMAGE
 
 # The astronaut's face in the shipped sample, marked by hand (x_min, y_min, x_max, y_max).
 ASTRONAUT_FACE = (180, 80, 270, 178)

@@ -40,7 +40,7 @@ def _sample_inputs():
     """Whole images (with 0, 1 and 2 faces), single crops and batches of several sizes, from real photos."""
     import cv2
 
-    from qa_headpose.inference.sources import SAMPLE_IMAGE
+    from qa_headpose.inference.registry import SAMPLE_IMAGE
 
     image = cv2.imread(str(SAMPLE_IMAGE))
     mirrored = np.ascontiguousarray(image[:, ::-1])

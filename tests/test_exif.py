@@ -14,7 +14,7 @@ import pytest
 
 from qa_headpose import HeadPoseEstimator
 from qa_headpose.inference.images import decode_image, read_image
-from qa_headpose.inference.sources import SAMPLE_IMAGE
+from qa_headpose.inference.registry import SAMPLE_IMAGE
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("serve_attacks", REPO / "tools" / "serve_attacks.py")

@@ -51,8 +51,8 @@ from qa_headpose.datasets.npz import load_fsanet_npz
 from qa_headpose.inference.detect import DETECTOR_MODEL
 from qa_headpose.inference.estimator import MODELS_DIR
 from qa_headpose.inference.images import decode_image, read_image
+from qa_headpose.inference.registry import SAMPLE_IMAGE
 from qa_headpose.inference.runtime import TFLiteRunner
-from qa_headpose.inference.sources import SAMPLE_IMAGE
 from qa_headpose.inference.video import open_camera, open_video
 from qa_headpose.predict import PredictConfig, run_predict
 

@@ -174,7 +174,7 @@ def test_notebook_runs_in_fast_mode(aflw_dir, tmp_path):
         assert json.loads((out_dir / "benchmark.json").read_text())["results"]
     else:
         print("qa_headpose.bench is missing: the benchmark section was skipped", file=sys.stderr)
-    if _has("inference.draw") and _has("inference.detect") and _has("inference.sources"):
+    if _has("inference.draw") and _has("inference.detect") and _has("inference.registry"):
         figures.append("sample_prediction")
     for name in figures:
         png = out_dir / "figures" / f"{name}.png"

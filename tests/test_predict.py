@@ -20,8 +20,9 @@ from qa_headpose import cli
 from qa_headpose.inference.detect import crop_box_from_detection
 from qa_headpose.inference.estimator import DEFAULT_MODEL, HeadPoseEstimator
 from qa_headpose.inference.preprocess import crop_face
-from qa_headpose.inference.sources import SAMPLE_IMAGE, plan_outputs
+from qa_headpose.inference.registry import SAMPLE_IMAGE
 from qa_headpose.predict import COLUMNS, PredictConfig
+from qa_headpose.predict.sources import plan_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,7 +159,7 @@ def test_output_folder_gets_one_image_per_input(capsys, tmp_path, pose_model, fa
 
 
 def _source(face_dir: Path):
-    from qa_headpose.inference.sources import Source
+    from qa_headpose.predict.sources import Source
 
     path = sorted(face_dir.iterdir())[0]
     return Source("image", str(path), path)
@@ -511,8 +512,8 @@ def test_jobs_keep_every_worker_busy_and_suspects_alone():
     """
     from collections import deque
 
-    from qa_headpose.inference.sources import Source
     from qa_headpose.predict import parallel
+    from qa_headpose.predict.sources import Source
 
     sources = [Source("image", f"{i}.jpg") for i in range(40)] + [Source("video", "clip.mp4")]
     window = parallel.IN_FLIGHT_PER_JOB * 2

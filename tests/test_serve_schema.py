@@ -122,7 +122,7 @@ def test_docs_example_is_a_real_response():
     from qa_headpose import HeadPoseEstimator
     from qa_headpose.core.atomic import sha256_bytes
     from qa_headpose.inference.images import read_image
-    from qa_headpose.inference.sources import SAMPLE_IMAGE
+    from qa_headpose.inference.registry import SAMPLE_IMAGE
 
     text = (PACKAGE.parent / "docs" / "serve.md").read_text()
     example = json.loads(re.search(r"```json\n(.*?)```", text, re.DOTALL).group(1))

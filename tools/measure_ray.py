@@ -131,8 +131,8 @@ def main() -> int:
     import pyarrow.parquet as pq
     import ray
 
-    from qa_headpose.inference.sources import collect_sources
     from qa_headpose.predict import PredictConfig, ray_data
+    from qa_headpose.predict.sources import collect_sources
 
     sources, _ = collect_sources([args.folder])
     paths = [str(s.path) for s in sources][: args.limit]

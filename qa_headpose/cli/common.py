@@ -104,7 +104,7 @@ def comma_choices(text: str, flag: str, allowed: tuple[str, ...], dedupe: bool =
 
 def check_output(path: Path, force: bool) -> None:
     """Refuses, before any work, an output that exists (without --force) or cannot be written."""
-    from qa_headpose.inference.outputs import output_problem
+    from qa_headpose.core.outputs import output_problem
 
     problem = output_problem(path, force)
     if problem:

@@ -6,8 +6,8 @@ import dataclasses
 from typing import Any
 
 from qa_headpose.inference.detect import MIN_SCORE
-from qa_headpose.inference.sources import SourceReport
 from qa_headpose.inference.video import SmoothConfig
+from qa_headpose.predict.sources import SourceReport
 
 DRAW_MODES = ("axes", "cube", "both")
 # Exit statuses of a run (the CLI returns them): everything read and at least one face;

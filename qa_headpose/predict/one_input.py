@@ -24,11 +24,11 @@ from qa_headpose.inference import images
 from qa_headpose.inference.detect import FaceResult
 from qa_headpose.inference.draw import draw_face, draw_text
 from qa_headpose.inference.images import read_image
-from qa_headpose.inference.sources import Source, SourceReport
 from qa_headpose.inference.video import FaceTracker, VideoSink, frame_count, iter_frames, open_camera, open_video
 from qa_headpose.inference.video import video_fps as _video_fps
 from qa_headpose.predict.config import PredictConfig
 from qa_headpose.predict.formats import make_row
+from qa_headpose.predict.sources import Source, SourceReport
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from qa_headpose.core.quiet import native_stderr_silenced
-from qa_headpose.inference.sources import Source, SourceReport
 from qa_headpose.predict.config import PredictConfig
 from qa_headpose.predict.one_input import run_source
+from qa_headpose.predict.sources import Source, SourceReport
 
 # Tasks in flight per worker process: enough to keep each busy, few enough for flat memory.
 IN_FLIGHT_PER_JOB = 2

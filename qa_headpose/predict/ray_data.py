@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from qa_headpose.core.atomic import atomic_path
-from qa_headpose.inference.sources import Source, collect_sources
 from qa_headpose.predict.config import STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, PredictConfig
 from qa_headpose.predict.formats import COLUMNS, make_row
 from qa_headpose.predict.one_input import INPUT_ERRORS, decode_image, make_estimator, one_line, run_source
+from qa_headpose.predict.sources import Source, collect_sources
 
 logger = logging.getLogger(__name__)
 

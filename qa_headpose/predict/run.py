@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from qa_headpose.inference.sources import SourceReport, collect_sources, plan_outputs
 from qa_headpose.predict.config import PredictConfig, PredictSummary
 from qa_headpose.predict.formats import COLUMNS
 from qa_headpose.predict.one_input import make_estimator, run_source
+from qa_headpose.predict.sources import SourceReport, collect_sources, plan_outputs
 
 
 def _ignore(_: Any) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from qa_headpose.inference.outputs import folder_problem
+from qa_headpose.core.outputs import folder_problem
 from qa_headpose.inference.registry import SAMPLE_IMAGE
 from qa_headpose.inference.video import VIDEO_FOURCC
 
