@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from qa_headpose.core import angles
 from qa_headpose.inference.preprocess import crop_face
@@ -102,3 +103,178 @@ def test_black_border_blacks_out_bands_at_the_sides_only_and_keeps_the_label(afl
 def _leading(flags: np.ndarray) -> int:
     """How many leading entries are True."""
     return int(np.argmin(flags)) if not flags.all() else len(flags)
+
+
+# ---------------------------------------------------------------- found by mutation testing
+# Generated faces (no data needed, so these run inside mutmut's copy of the repository): a textured image, and a
+# mark whose position in the crop is measured, not computed with the code's own calls.
+def _texture(height: int = 300, width: int = 340) -> np.ndarray:
+    """Smooth random texture: every pixel shift shows in the difference."""
+    import cv2
+
+    rng = np.random.default_rng(11)
+    small = rng.integers(0, 256, (height // 20, width // 20, 3), dtype=np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _marked(x: float, y: float, height: int = 300, width: int = 340) -> np.ndarray:
+    image = np.full((height, width, 3), 40, np.uint8)
+    yy, xx = np.mgrid[0:height, 0:width]
+    image[(xx - x) ** 2 + (yy - y) ** 2 <= 16] = 255
+    return image
+
+
+def _mark_at(crop: np.ndarray) -> np.ndarray:
+    """(x, y) brightness-weighted centroid of the mark in a crop, pixels."""
+    weight = np.clip(crop[..., 0].astype(float) - 40, 0, None)
+    yy, xx = np.mgrid[0 : crop.shape[0], 0 : crop.shape[1]]
+    return np.array([(weight * xx).sum(), (weight * yy).sum()]) / weight.sum()
+
+
+BOX = np.array([130, 100, 210, 190], np.float32)  # 80 x 90; enlarged by 0.6 per side: 176 x 198, inside the image
+
+
+@pytest.mark.parametrize("size", [48, 160])  # 48: shrunk first (area), 160: warped directly
+@pytest.mark.parametrize("theta", [0.0, 25.0, -40.0])
+@pytest.mark.parametrize("scale, shift", [(1.0, (0.0, 0.0)), (1.3, (0.1, -0.05)), (0.8, (-0.07, 0.12))])
+def test_warp_puts_a_point_where_the_geometry_says(size, theta, scale, shift):
+    """A point at offset d from the jittered box centre lands at size/2 + S R(theta) d, R turning counter-clockwise
+    on screen (y down), S = diag(size/w, size/h); the flip mirrors it about the crop's middle column."""
+    x0, y0, x1, y1 = 130 - 0.6 * 80, 100 - 0.6 * 90, 210 + 0.6 * 80, 190 + 0.6 * 90
+    w, h = (x1 - x0) * scale, (y1 - y0) * scale
+    cx, cy = (x0 + x1) / 2 + shift[0] * (x1 - x0), (y0 + y1) / 2 + shift[1] * (y1 - y0)
+    px, py = cx + 0.22 * w, cy - 0.17 * h
+    rad = np.radians(theta)
+    dx, dy = px - cx, py - cy
+    turned = np.array([dx * np.cos(rad) + dy * np.sin(rad), -dx * np.sin(rad) + dy * np.cos(rad)])
+    expected = size / 2 + turned * [size / w, size / h]
+    image = _marked(px, py)
+    crop = augment.warp_face(image, BOX, size, theta, scale, shift)
+    assert crop.shape == (size, size, 3) and crop.dtype == np.uint8
+    tolerance = 0.6 * max(1.0, size / 64)
+    np.testing.assert_allclose(_mark_at(crop), expected, atol=tolerance)
+    flipped = augment.warp_face(image, BOX, size, theta, scale, shift, flip=True)
+    np.testing.assert_allclose(_mark_at(flipped), [size - 1 - expected[0], expected[1]], atol=tolerance)
+
+
+@pytest.mark.parametrize("size", [48, 160])
+def test_flip_is_the_mirrored_warp_to_the_pixel(size):
+    image = _texture()
+    for theta, scale, shift in [(0.0, 1.0, (0.0, 0.0)), (17.0, 1.2, (0.05, -0.1))]:
+        plain = augment.warp_face(image, BOX, size, theta, scale, shift).astype(int)
+        flipped = augment.warp_face(image, BOX, size, theta, scale, shift, flip=True).astype(int)
+        assert np.abs(flipped - plain[:, ::-1]).max() <= 1
+        assert np.abs(flipped - plain).mean() > 10  # the texture is not symmetric
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        np.array([20, 30, 100, 120], np.float32),  # enlarged box past the top-left corner
+        np.array([250, 200, 330, 290], np.float32),  # past the bottom-right corner
+        np.array([130, 100, 210, 190], np.float32),  # inside
+    ],
+)
+@pytest.mark.parametrize("size", [48, 160])
+def test_warp_without_jitter_is_the_crop_on_a_generated_face(box, size):
+    """The un-jittered warp is the FSA-Net crop, also where the enlarged box is clipped by the image.
+
+    Measured mean |difference|: 3.3-4.0 at 48 px (bilinear warp vs resize), 0.25-1.8 at 160 px; one output pixel
+    of shift gives 8-16 and 3-6.
+    """
+    image = _texture()
+    warped = augment.warp_face(image, box, size).astype(int)
+    assert np.abs(warped - crop_face(image, box, size)).mean() < (5 if size < 64 else 2.5)
+
+
+def test_warp_of_a_box_outside_the_image_repeats_the_border():
+    """A box beside the image: the jittered box is used unclipped, every column repeats the image's edge."""
+    image = _texture()
+    box = np.array([-400, 100, -320, 190], np.float32)
+    crop = augment.warp_face(image, box, 48)
+    assert crop.shape == (48, 48, 3)
+    assert np.abs(np.diff(crop.astype(int), axis=1)).max() == 0  # left of column 0: rows are constant
+    # Row i shows image row cy + (i - 24) * h / 48 of the unclipped enlarged box (cy 145, h 198).
+    expected = [image[round(145 + (i - 24) * 198 / 48), 0].astype(int) for i in (5, 40)]
+    np.testing.assert_allclose(crop[[5, 40], 0].astype(int), expected, atol=12)
+
+
+def _no_jitter(**changes) -> AugmentConfig:
+    fields = dict(flip=False, rotate_deg=0, scale_jitter=0, shift_jitter=0, photometric=False)
+    return AugmentConfig(**{**fields, **changes})
+
+
+def test_rotation_and_flip_together_give_the_composed_label():
+    """Rotation then flip, in pixels and labels: the mark's measured angle gives theta, the label is
+    flip(rotate(pose, theta)) when the crop is mirrored; a label with yaw and pitch shows the composition."""
+    image = _marked(150, 100, 200, 200)
+    box = np.array([70, 70, 130, 130], np.float32)
+    pose = np.array([30, -20, 10])
+    cfg = _no_jitter(flip=True, rotate_deg=30)
+    seen = set()
+    for seed in range(16):
+        crop, label = augment.augment_face(image, box, pose, 64, cfg, np.random.default_rng(seed))
+        assert label.dtype == np.float32 and label.shape == (3,)
+        x, y = _mark_at(crop)
+        flipped = x < 31.5  # the mark starts right of the centre and turns by at most 30 deg
+        if flipped:
+            x = 63 - x
+        turned = np.degrees(np.arctan2(32 - y, x - 32))
+        expected = angles.rotate_pose_in_plane(pose, turned)
+        np.testing.assert_allclose(label, angles.flip_pose(expected) if flipped else expected, atol=3)
+        seen.add((flipped, turned > 0))
+    assert seen == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_rotation_draws_cover_the_range_and_stay_in_the_protocol():
+    image = _texture()
+    rolls = [
+        augment.augment_face(image, BOX, [0, 0, 0], 32, _no_jitter(rotate_deg=25), np.random.default_rng(s))[1][2]
+        for s in range(60)
+    ]
+    assert -25 <= min(rolls) < -18 and 18 < max(rolls) <= 25  # roll = -theta, theta uniform in +-25
+    # Near the +-99 limit, a rotation that would leave it is not applied: label and pixels unrotated.
+    plain = crop_face(image, BOX, 32)
+    kept = rotated = 0
+    for seed in range(40):
+        crop, label = augment.augment_face(
+            image, BOX, [0, 0, 90], 32, _no_jitter(rotate_deg=25), np.random.default_rng(seed)
+        )
+        if label[2] == 90:
+            np.testing.assert_array_equal(crop, plain)
+            kept += 1
+        else:
+            assert 65 <= label[2] <= 99 and np.abs(crop.astype(int) - plain).mean() > 3
+            rotated += 1
+    assert kept > 5 and rotated > 5
+
+
+def test_scale_and_shift_move_pixels_not_labels():
+    """Each jitter alone warps the crop (the mark moves or grows) and leaves the label as it was."""
+    image = _marked(200, 120)
+    plain = crop_face(image, BOX, 64)
+    centre = _mark_at(plain)
+    pose = np.array([12.5, -7.25, 3.0], np.float32)
+    distances, offsets = [], []
+    for cfg, out in [(_no_jitter(scale_jitter=0.3), distances), (_no_jitter(shift_jitter=0.1), offsets)]:
+        for seed in range(30):
+            crop, label = augment.augment_face(image, BOX, pose, 64, cfg, np.random.default_rng(seed))
+            np.testing.assert_array_equal(label, pose)
+            out.append(_mark_at(crop) - 32 if out is distances else _mark_at(crop) - centre)
+    ratio = np.linalg.norm(distances, axis=1) / np.linalg.norm(centre - 32)
+    assert 1 / 1.32 < ratio.min() < 0.85 and 1.2 < ratio.max() < 1 / 0.68  # scale in [0.7, 1.3] zooms out/in
+    offsets = np.array(offsets) / 64  # shift in box sides: up to 0.1 each way on each axis, in crop units
+    assert (np.abs(offsets) < 0.105).all() and (offsets.min(0) < -0.06).all() and (offsets.max(0) > 0.06).all()
+
+
+def test_photometric_jitter_keeps_the_label_and_an_int_pose_comes_back_float32():
+    image = _texture()
+    crop, label = augment.augment_face(
+        image, BOX, [10, -20, 30], 32, _no_jitter(photometric=True), np.random.default_rng(0)
+    )
+    assert label.dtype == np.float32
+    np.testing.assert_array_equal(label, [10, -20, 30])
+    assert np.abs(crop.astype(int) - crop_face(image, BOX, 32)).mean() > 1
+    crop, label = augment.augment_face(image, BOX, [10, -20, 30], 32, _no_jitter(), np.random.default_rng(0))
+    assert label.dtype == np.float32
+    np.testing.assert_array_equal(crop, crop_face(image, BOX, 32))

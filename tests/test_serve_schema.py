@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qa_headpose.cli import serve as serve_cli
@@ -132,3 +134,69 @@ def test_docs_example_is_a_real_response():
     sha = sha256_bytes(Path(estimator.model_path).read_bytes())[:12]
     assert example["model"] == {"name": "accurate", "input_size": estimator.input_size, "sha256": sha}
     assert list(example["timings_ms"]) == ["read", "queue", "decode", "inference", "total"]
+
+
+# ---------------------------------------------------------------- found by mutation testing
+def test_face_json_puts_each_number_in_its_field():
+    """Every number differs (yaw, pitch, roll, the box corners, score, index), so a swap or a lost sign shows."""
+    import json
+
+    face = FaceResult(box=(1.5, 2.5, 30.25, 40.75), score=0.875, pose=HeadPose(20.0, -35.0, 12.5, False), face=2)
+    answer = face_to_json(face)
+    axes = answer.pop("axes")
+    assert answer == {
+        "face": 2,
+        "box": [1.5, 2.5, 30.25, 40.75],
+        "score": 0.875,
+        "yaw": 20.0,
+        "pitch": -35.0,
+        "roll": 12.5,
+        "saturated": False,
+    }
+    assert type(answer["face"]) is int and all(type(answer[k]) is float for k in ("score", "yaw", "pitch", "roll"))
+    assert json.loads(json.dumps(axes)) == axes and np.allclose(np.asarray(axes) @ np.asarray(axes).T, np.eye(3))
+
+
+@pytest.mark.parametrize(
+    "pose, row, expected",
+    [
+        # angles.py: yaw > 0 turns the face to the image left (the nose, axis z, points to -x); pitch > 0 looks up
+        # (+y, y up); roll > 0 tilts the head clockwise on screen (its x axis points down, -y).
+        ((30.0, 0.0, 0.0), 2, (-0.5, 0.0, math.sqrt(3) / 2)),
+        ((0.0, 30.0, 0.0), 2, (0.0, 0.5, math.sqrt(3) / 2)),
+        ((0.0, 0.0, 30.0), 0, (math.sqrt(3) / 2, -0.5, 0.0)),
+        ((0.0, 0.0, 0.0), 1, (0.0, 1.0, 0.0)),
+    ],
+)
+def test_face_json_axes_follow_the_documented_signs(pose, row, expected):
+    axes = face_to_json(FaceResult(box=(0, 0, 1, 1), score=1.0, pose=HeadPose(*pose), face=0))["axes"]
+    np.testing.assert_allclose(axes[row], expected, atol=1e-12)
+
+
+def test_worker_answer_has_the_image_size_and_the_faces(tmp_path):
+    import time
+
+    import cv2
+
+    from qa_headpose import HeadPoseEstimator
+    from qa_headpose.inference.images import read_image
+    from qa_headpose.inference.sources import SAMPLE_IMAGE
+    from qa_headpose.serve.pool import predict_payload
+
+    estimator = HeadPoseEstimator(num_threads=1)
+    payload = SAMPLE_IMAGE.read_bytes()
+    submitted = time.perf_counter()
+    answer = predict_payload(estimator, payload, 2**20, submitted)
+    assert answer["faces"] == [face_to_json(f) for f in estimator.predict_image(read_image(SAMPLE_IMAGE))]
+    assert len(answer["faces"]) == 1
+    assert all(answer[k] >= 0 for k in ("queue_ms", "decode_ms", "inference_ms"))
+    wide = cv2.imencode(".png", np.zeros((40, 70, 3), np.uint8))[1].tobytes()
+    answer = predict_payload(estimator, wide, 2**20, time.perf_counter())
+    assert answer["faces"] == [] and answer["image"] == {"width": 70, "height": 40}
+    too_large = predict_payload(estimator, wide, 70 * 40 - 1, time.perf_counter())["error"]
+    assert (too_large.code, too_large.message) == (
+        "image_too_large",
+        "Image too large: the request body is 70x40 pixels (at most 2799 pixels are decoded)",
+    )
+    bad = predict_payload(estimator, b"not an image", 2**20, time.perf_counter())["error"]
+    assert (bad.code, bad.message) == ("bad_image", "Cannot decode image: the request body")
