@@ -265,11 +265,6 @@ def test_opencv_size_refusals_become_data_errors():
     assert message.endswith("CV_IO_MAX_IMAGE_WIDTH in function 'validateInputImageSize')")
 
 
-def test_a_one_pixel_image_is_an_image():
-    image = images.decode_image(encode(".png", np.array([[[1, 2, 3]]], np.uint8)))
-    assert image.tolist() == [[[1, 2, 3]]]
-
-
 def test_file_size_limit_is_inclusive(tmp_path, monkeypatch):
     payload = ENCODED["png"]
     path = tmp_path / "w.png"
