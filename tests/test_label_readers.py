@@ -20,6 +20,7 @@ import pytest
 
 from qa_headpose.core.errors import DataError
 from qa_headpose.datasets import aflw_extra, biwi, mat, npz, pointing04
+from qa_headpose.datasets.faceset import loose_crop
 from qa_headpose.inference.preprocess import CROP_MARGIN, landmark_box
 
 
@@ -65,8 +66,9 @@ def test_mat_label_errors_name_the_file_and_the_entry(tmp_path):
         assert str(info.value) == f"{path} has no '{key}' entry"
     for para in ([0.1, 0.2], [0.1, np.nan, 0.3], [np.inf, 0.2, 0.3, 4.0]):
         save_mat(path, para)
-        with pytest.raises(DataError, match=r"x\.mat: Pose_Para must hold 3 finite angles\. Received: \["):
+        with pytest.raises(DataError) as info:
             mat.read_mat_label(path)
+        assert str(info.value) == f"{path}: Pose_Para must hold 3 finite angles. Received: {np.array(para[:3])}"
     save_mat(path, [0.1, 0.2, 0.3], pt2d=np.array([[1.0, -1.0], [2.0, -1.0]]))
     with pytest.raises(DataError) as info:
         mat.read_mat_label(path)
@@ -126,6 +128,9 @@ def test_fsanet_npz_round_trip_keeps_order_names_and_labels(tmp_path):
     for i in range(3):
         np.testing.assert_array_equal(faces.images[i], images[i])
         np.testing.assert_array_equal(faces.boxes[i], npz.fsanet_inner_box((24, 24)))
+    npz.save_fsanet_npz(faces, tmp_path / "default.npz")
+    with np.load(tmp_path / "default.npz") as saved:  # FSA-Net's layout: 64 px crops, float32 poses
+        assert saved["image"].shape == (3, 64, 64, 3) and saved["pose"].dtype == np.float32
     npz.save_fsanet_npz(faces, tmp_path / "again.npz", size=24)
     again = npz.load_fsanet_npz(str(tmp_path / "again.npz"))
     np.testing.assert_array_equal(again.poses, faces.poses)
@@ -156,6 +161,9 @@ def test_fsanet_npz_errors(tmp_path):
     np.savez(path, image=np.zeros((3, 8, 8, 3), np.uint8), pose=[[0, 0, 0], [np.nan, 0, 0], [0, 0, np.nan]])
     with pytest.raises(DataError, match=r"in 2 row\(s\), the first at index 1$"):
         npz.load_fsanet_npz(path)
+    np.savez(path, image=image, pose=np.array([[1, 2, 3], [4, 5, 6]], dtype=object))  # needs pickle to load
+    with pytest.raises(DataError, match=r"^Cannot read npz .*x\.npz: Object arrays cannot be loaded"):
+        npz.load_fsanet_npz(path)
     path.write_bytes(b"PK not a zip")
     with pytest.raises(DataError, match=r"^Cannot read npz .*x\.npz: "):
         npz.load_fsanet_npz(path)
@@ -179,16 +187,22 @@ def test_pointing04_names_boxes_and_folder(tmp_path):
     with pytest.raises(DataError) as info:
         pointing04.read_box(text)
     assert str(info.value) == f"{text}: expected the face box as 4 numbers (centre x, centre y, width, height)"
-    text.write_text("1\n2\n30\n-1\n")
-    with pytest.raises(DataError, match=r"no area \(width 30.0, height -1.0\)"):
-        pointing04.read_box(text)
+    for w, h in [(30, -1), (0, 30), (30, 0)]:
+        text.write_text(f"1\n2\n{w}\n{h}\n")
+        with pytest.raises(DataError) as info:
+            pointing04.read_box(text)
+        assert str(info.value) == f"{text}: the face box has no area (width {float(w)}, height {float(h)})"
+    text.write_text("1\n2\n0.5\n0.25\n")  # small but not empty
+    assert pointing04.read_box(text).tolist() == [0.75, 1.875, 1.25, 2.125]
+    text.write_bytes(b"person\xff\xfe.jpg\nFace\n100\n80\n40\n30\n")  # a header that is not UTF-8
+    assert pointing04.read_box(text).tolist() == [80.0, 65.0, 120.0, 95.0]
     # A folder: Person01 with two labelled faces and a box without its image.
     person = tmp_path / "set" / "Person01"
     labels = {"person01146+30-15": (-15.0, 30.0), "person01100-90+0": (0.0, -90.0)}
     for seed, stem in enumerate(labels):
         write_image(person / f"{stem}.jpg", seed=seed)
         (person / f"{stem}.txt").write_text(f"{stem}.jpg\n\nFace\n80\n60\n40\n30\n")
-    (person / "person01199+0+0.txt").write_text("Face\n80\n60\n40\n30\n")
+    (person / "person01100+0+0.txt").write_text("Face\n80\n60\n40\n30\n")  # sorted first, no image: skipped
     assert pointing04.is_pointing04_folder(tmp_path / "set")
     assert not pointing04.is_pointing04_folder(person)
     faces = pointing04.load_pointing04_folder(tmp_path / "set")
@@ -196,6 +210,10 @@ def test_pointing04_names_boxes_and_folder(tmp_path):
     np.testing.assert_array_equal(faces.poses[:, :2], [labels[n.split("/")[1]] for n in faces.names])
     assert np.isnan(faces.poses[:, 2]).all()
     np.testing.assert_allclose(faces.boxes[0][2:] - faces.boxes[0][:2], [40, 30])
+    frame = cv2.imread(str(person / "person01100-90+0.jpg"))
+    crop, box = loose_crop(frame, np.array([60, 45, 100, 75], np.float32))
+    np.testing.assert_array_equal(faces.images[0], crop)
+    np.testing.assert_array_equal(faces.boxes[0], box)
     with pytest.raises(DataError) as info:
         pointing04.load_pointing04_folder(person)
     assert str(info.value) == f"No Pointing'04 image with its .txt box in {person}"
@@ -236,6 +254,7 @@ def test_biwi_bin_values_and_archive(tmp_path):
     out = biwi.bin_to_ypr(values)
     assert out.dtype == np.float32
     assert out.tolist() == [-30.25, -12.5, 7.75]
+    assert biwi.bin_to_ypr(values[None]).tolist() == [-30.25, -12.5, 7.75]  # any shape of 6 values
     payload = struct.pack("<6f", *values)
     parsed = biwi.parse_pose_bin(payload)
     assert parsed.dtype == np.float32 and parsed.tolist() == values.tolist()
@@ -322,8 +341,8 @@ def test_biwi_pose_txt(tmp_path):
     assert str(info.value) == f"No BIWI pose file: {tmp_path / 'none.txt'}"
 
 
-def test_biwi_folder_labels_from_pose_txt_or_the_archive(tmp_path):
-    """Sequence 01 has pose.txt files, sequence 02 only the archive's labels; frame 3 of 02 has no face."""
+def test_biwi_folder_labels_from_pose_txt_or_the_archive(tmp_path, caplog):
+    """Sequence 01 has pose.txt files, sequence 02 only the archive's labels; frame 2 of 02 has no face."""
     hpdb = tmp_path / "hpdb"
     truth = {("01", 1): (20, -10, 5), ("01", 12): (-40, 25, -15), ("02", 2): (15, 30, -45), ("02", 3): (0, 0, 0)}
     for seed, ((sequence, number), ypr) in enumerate(truth.items()):
@@ -331,18 +350,24 @@ def test_biwi_folder_labels_from_pose_txt_or_the_archive(tmp_path):
         if sequence == "01":
             write_pose_txt(hpdb / sequence / f"frame_{number:05d}_pose.txt", biwi_rotation(*ypr))
     (hpdb / "02" / "frame_00002_depth.png").write_bytes(b"")  # not a frame
-    labels = {("02", 2): np.array([15, 30, -45], np.float32), ("02", 3): np.zeros(3, np.float32)}
+    labels = {("02", 2): np.array([[15, 30, -45]]), ("02", 3): np.zeros((1, 3))}  # any shape of 3 values
     calls = []
 
     def face_boxes(image):
         calls.append(image.shape)
-        return None if len(calls) == 4 else np.array([40, 30, 100, 90])
+        return None if len(calls) == 3 else np.array([[40, 30, 100, 90]])  # any shape of 4 values
 
-    faces = biwi.load_biwi_folder(hpdb, labels=labels, face_boxes=face_boxes, workers=2)
+    with caplog.at_level("WARNING", logger="qa_headpose.datasets.biwi"):
+        faces = biwi.load_biwi_folder(hpdb, labels=labels, face_boxes=face_boxes, workers=2)
     assert calls == [(120, 160, 3)] * 4
-    assert faces.names == ["01/frame_00001", "01/frame_00012", "02/frame_00002"]
-    np.testing.assert_allclose(faces.poses, [truth[("01", 1)], truth[("01", 12)], truth[("02", 2)]], atol=1e-3)
-    np.testing.assert_allclose(faces.boxes[0][2:] - faces.boxes[0][:2], [60, 60])
+    assert faces.names == ["01/frame_00001", "01/frame_00012", "02/frame_00003"]
+    np.testing.assert_allclose(faces.poses, [truth[("01", 1)], truth[("01", 12)], truth[("02", 3)]], atol=1e-3)
+    assert caplog.messages == [f"No face found in 1 of 4 BIWI frames, e.g. {hpdb / '02' / 'frame_00002_rgb.png'}"]
+    crop, box = loose_crop(cv2.imread(str(hpdb / "01" / "frame_00001_rgb.png")), np.array([40, 30, 100, 90]))
+    np.testing.assert_array_equal(faces.images[0], crop)
+    np.testing.assert_array_equal(faces.boxes[0], box)
+    # Every frame has its pose.txt: the label archive is not read (a missing one is no error).
+    assert len(biwi.load_biwi_folder(hpdb / "01", labels=tmp_path / "none.tgz", face_boxes=face_boxes)) == 2
     assert biwi.is_biwi_folder(tmp_path) and biwi.is_biwi_folder(hpdb) and biwi.is_biwi_folder(hpdb / "01")
     assert not biwi.is_biwi_folder(tmp_path / "nowhere") and not biwi.is_biwi_folder(hpdb / "01" / "x")
     assert biwi.frame_key(hpdb / "02" / "frame_00003_rgb.png") == ("02", 3)
@@ -368,6 +393,45 @@ def test_biwi_folder_labels_from_pose_txt_or_the_archive(tmp_path):
     with pytest.raises(DataError) as info:
         biwi.load_biwi_folder(hpdb / "01", labels={}, face_boxes=lambda image: None)
     assert str(info.value) == f"No face found in any of the 2 BIWI frames below {hpdb / '01'}"
+    with pytest.raises(DataError) as info:
+        biwi.load_biwi_folder(tmp_path / "nowhere", face_boxes=box)
+    assert str(info.value) == f"Not a folder: {tmp_path / 'nowhere'}"
+    (hpdb / "01" / "x").mkdir()
+    with pytest.raises(DataError) as info:
+        biwi.load_biwi_folder(hpdb / "01" / "x", face_boxes=box)
+    assert str(info.value) == f"No BIWI frame (frame_*_rgb.png) below {hpdb / '01' / 'x'}"
+    # At most five missing frames are named, then "...".
+    for count, tail in [(5, "03/frame_00004_rgb.png"), (6, "03/frame_00004_rgb.png ...")]:
+        for number in range(count):
+            write_image(tmp_path / "more" / "03" / f"frame_{number:05d}_rgb.png", 8, 8)
+        with pytest.raises(DataError) as info:
+            biwi.load_biwi_folder(tmp_path / "more", labels={}, face_boxes=box)
+        assert str(info.value).startswith(f"{count} BIWI frame(s) have neither")
+        assert str(info.value).endswith(tail)
+
+
+def test_biwi_frames_get_their_box_from_the_face_detector(tmp_path):
+    """Without a box callable, the package's detector finds the face of the sample photo; min_score applies."""
+    from qa_headpose.inference import detect
+    from qa_headpose.inference.sources import SAMPLE_IMAGE
+
+    frame = cv2.imread(str(SAMPLE_IMAGE))
+    (tmp_path / "07").mkdir()
+    cv2.imwrite(str(tmp_path / "07" / "frame_00001_rgb.png"), frame)
+    write_pose_txt(tmp_path / "07" / "frame_00001_pose.txt", biwi_rotation(10, -5, 3))
+    faces = biwi.load_biwi_folder(tmp_path)
+    (found,) = detect.FaceDetector().detect(frame, max_faces=1)
+    expected = detect.crop_box_from_detection(found.box)
+    np.testing.assert_array_equal(faces.boxes[0], loose_crop(frame, expected)[1])
+    np.testing.assert_allclose(faces.poses[0], [10, -5, 3], atol=1e-3)
+    # A lower bound lets more candidate boxes into the detector's weighted blend: about the same box.
+    np.testing.assert_allclose(biwi.detector_face_boxes(min_score=found.score - 0.01)(frame), expected, atol=3)
+    assert biwi.detector_face_boxes(min_score=min(found.score + 0.01, 1.0))(frame) is None
+    with pytest.raises(DataError) as info:
+        biwi.detector_face_boxes(min_score=1.0)
+    assert str(info.value) == (
+        "Cannot start the face detector for BIWI frames: min_score must be in (0, 1). Received: min_score=1.0"
+    )
 
 
 # ---------------------------------------------------------------- AFLW_extra
@@ -379,7 +443,7 @@ def write_extra(folder, rows: str) -> None:
     (folder / "labels.csv").write_text(HEADER + rows)
 
 
-def test_aflw_extra_labels_by_source(tmp_path):
+def test_aflw_extra_labels_by_source(tmp_path, caplog):
     write_extra(
         tmp_path,
         "image00001.jpg,12.5,0,1,10.25,-20.5,30.75,30,32,90,95\n"
@@ -392,10 +456,13 @@ def test_aflw_extra_labels_by_source(tmp_path):
     np.testing.assert_array_equal(table.gt_yaw, np.array([12.5, -40, np.nan, 7], np.float32))
     np.testing.assert_array_equal(table.aflw_pose[0], [10.25, -20.5, 30.75])
     assert np.isnan(table.aflw_pose[1:3]).all() and table.aflw_pose[3].tolist() == [-5, 6, -7]
-    assert table.boxes[1].tolist() == [20, 25, 100, 110] and table.boxes.dtype == np.float32
+    assert table.boxes[1].tolist() == [20, 25, 100, 110]
+    assert table.boxes.dtype == table.gt_yaw.dtype == table.aflw_pose.dtype == np.float32
     for i in (1, 2, 4):
         write_image(tmp_path / "crops" / f"image0000{i}.jpg", 120, 120, seed=i)
-    aflw = aflw_extra.load_aflw_extra(tmp_path, workers=1)
+    with caplog.at_level("INFO", logger="qa_headpose.datasets.aflw_extra"):
+        aflw = aflw_extra.load_aflw_extra(tmp_path, workers=1)
+    assert caplog.messages == ["AFLW_extra: left out 1 faces with implausible landmark boxes"]
     assert aflw.names == ["image00001", "image00002", "image00004"]
     np.testing.assert_array_equal(aflw.poses[0], [10.25, -20.5, 30.75])
     assert np.isnan(aflw.poses[1]).all() and aflw.poses[2].tolist() == [-5, 6, -7]
@@ -415,6 +482,14 @@ def test_aflw_extra_labels_by_source(tmp_path):
     assert np.isnan(taught.poses[1]).all()  # not in the pseudo-label file
     kept = aflw_extra.load_aflw_extra(tmp_path, labels=pseudo, max_mirror_deg=1.5).poses
     assert np.isnan(kept[2]).all() and kept[0].tolist() == [-4, 5, -6]  # image00004's mirror mean 2 > 1.5
+    near = aflw_extra.load_aflw_extra(tmp_path, labels=pseudo, max_gt_yaw_gap_deg=10).poses
+    assert np.isnan(near[0]).all() and near[2].tolist() == [1.5, -2.5, 3.5]  # |-4 - 12.5| > 10 >= |1.5 - 7|
+    # With every box plausible, nothing is said.
+    caplog.clear()
+    (tmp_path / "labels.csv").write_text(HEADER + "image00001.jpg,12.5,0,1,10.25,-20.5,30.75,30,32,90,95\n")
+    with caplog.at_level("INFO", logger="qa_headpose.datasets.aflw_extra"):
+        assert len(aflw_extra.load_aflw_extra(tmp_path)) == 1
+    assert caplog.messages == []
 
 
 def test_aflw_extra_label_file_errors(tmp_path):
@@ -448,10 +523,12 @@ def test_aflw_extra_box_sizes_and_padding():
             [10, 0, 10, 20],  # no width
             [0, 10, 20, 10],
             [0, 0, np.nan, 20],
+            [0, 0, 0.5, 20],  # thin but not empty: kept
+            [0, 0, 20, 0.5],
         ],
         np.float32,
     )
-    assert aflw_extra.usable_boxes(boxes).tolist() == [True, False, True, False, False, False, False]
+    assert aflw_extra.usable_boxes(boxes).tolist() == [True, False, True, False, False, False, False, True, True]
     image = np.full((120, 100, 3), 200, np.uint8)
     box = np.array([20, 30, 80, 90], np.float32)  # 60 x 60: FSA box 132 x 132, grown 1.3x: 171.6
     padded, moved = aflw_extra.pad_face(image, box)
