@@ -216,7 +216,7 @@ def test_biwi_folder_labels_from_pose_txt_or_the_archive(tmp_path, caplog):
 def test_biwi_frames_get_their_box_from_the_face_detector(tmp_path):
     """Without a box callable, the package's detector finds the face of the sample photo; min_score applies."""
     from qa_headpose.inference import detect
-    from qa_headpose.inference.sources import SAMPLE_IMAGE
+    from qa_headpose.inference.registry import SAMPLE_IMAGE
 
     frame = cv2.imread(str(SAMPLE_IMAGE))
     (tmp_path / "07").mkdir()

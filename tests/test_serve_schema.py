@@ -180,7 +180,7 @@ def test_worker_answer_has_the_image_size_and_the_faces(tmp_path):
 
     from qa_headpose import HeadPoseEstimator
     from qa_headpose.inference.images import read_image
-    from qa_headpose.inference.sources import SAMPLE_IMAGE
+    from qa_headpose.inference.registry import SAMPLE_IMAGE
     from qa_headpose.serve.pool import predict_payload
 
     estimator = HeadPoseEstimator(num_threads=1)
