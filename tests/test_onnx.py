@@ -51,6 +51,12 @@ def test_float_onnx_matches_keras(tiny_onnx, keras_reference):
     np.testing.assert_allclose(pred, ref, atol=1e-3 + 1e-4 * np.abs(ref).max())
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: the static-QDQ int8 ONNX of the tiny model does not follow its float model (per-angle correlation "
+    "0.06-0.37 with 16 or 32 calibration crops, measured 2026-12-03); this test could not fail while the test model "
+    "answered one constant pose. It will pass (and then fail as strict xfail) once the int8 export is fixed.",
+)
 def test_int8_onnx_is_quantized_and_close(tiny_onnx, keras_reference):
     import onnx
 
@@ -61,9 +67,10 @@ def test_int8_onnx_is_quantized_and_close(tiny_onnx, keras_reference):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     x, ref = keras_reference
     pred = OnnxRunner(path, num_threads=2)(x)
-    # Post-training int8 of a barely trained model: close in mean, not to 1e-6.
+    # Post-training int8 of a barely trained model: close in mean, not to 1e-6, and following it face by face.
     spread = np.abs(ref - ref.mean(0)).mean() + 1e-3
     assert np.abs(pred - ref).mean() < 0.5 * spread + 0.5
+    assert all(np.corrcoef(pred[:, i], ref[:, i])[0, 1] > 0.8 for i in range(3))
 
 
 def test_runner_rejects_bad_input_and_files(tiny_onnx, tmp_path):
