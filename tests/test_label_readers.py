@@ -147,6 +147,7 @@ def test_fsanet_npz_errors(tmp_path):
         ({"image": image, "pose": pose[0]}, "'pose' must be (n, 3) with n = 2. Received: (3,)"),
         ({"image": image, "pose": pose[:1]}, "'pose' must be (n, 3) with n = 2. Received: (1, 3)"),
         ({"image": image, "pose": [[0, 0, 0], [0, np.inf, 0]]}, "NaN or inf in 1 row(s), the first at index 1"),
+        ({"image": image, "pose": np.array([["a", "b", "c"]] * 2)}, "'pose' must hold numbers (degrees). Received"),
     ]
     for arrays, message in cases:
         np.savez(path, **arrays)

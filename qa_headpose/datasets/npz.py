@@ -45,7 +45,10 @@ def load_fsanet_npz(path: str | os.PathLike) -> FaceSet:
         raise DataError(f"Cannot read npz {path}: {exc}") from None
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
         raise DataError(f"{path}: 'image' must be uint8 (n, H, W, 3). Received: {images.dtype} {images.shape}")
-    poses = np.asarray(poses, np.float32)
+    try:
+        poses = np.asarray(poses, np.float32)
+    except (TypeError, ValueError):  # strings, objects: the file's fault, reported as such
+        raise DataError(f"{path}: 'pose' must hold numbers (degrees). Received dtype {poses.dtype}") from None
     if poses.ndim != 2 or poses.shape[1] != 3 or len(poses) != len(images):
         raise DataError(f"{path}: 'pose' must be (n, 3) with n = {len(images)}. Received: {poses.shape}")
     bad = np.flatnonzero(~np.all(np.isfinite(poses), axis=1))
