@@ -47,8 +47,11 @@ def test_tflite_matches_keras(tiny_run, tiny_tflite_models, synthetic_faces):
     assert (float_keras.std(axis=0) > 1.0).all() and (qat_keras.std(axis=0) > 1.0).all()  # distinct poses
     np.testing.assert_allclose(f32, float_keras, atol=1e-3)
     diff = np.abs(int8 - qat_keras)
-    # Within a few output steps (0.78 deg): the int8 kernels round differently than fake-quant.
-    assert diff.mean() < 2.0 and diff.max() < 6.0
+    # Within a few output steps (0.78 deg): the int8 kernels round differently than fake-quant. Measured on this
+    # untrained model (2026-12-03, two runs): mean 1.25-1.60, 90th percentile 2.3, max 6.3-7.0 deg; correlation
+    # per angle 0.57 / 0.85 / 0.88. A swapped or constant output correlates near 0.
+    assert diff.mean() < 2.0 and np.percentile(diff, 90) < 4.0, (diff.mean(), np.percentile(diff, 90))
+    assert all(np.corrcoef(int8[:, i], qat_keras[:, i])[0, 1] > 0.4 for i in range(3))
 
 
 def test_save_tflite_refuses_garbage(tmp_path):
