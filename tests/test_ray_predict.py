@@ -6,12 +6,9 @@ its end by its process groups; the node-kill test runs last, since it leaves one
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,44 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 120.0  # s, for a node on a loaded 2-core machine
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    ray_cli = str(Path(sys.executable).with_name("ray"))
-    cmd = [ray_cli, "start", "--block", "--num-cpus", "1", "--object-store-memory", str(80 * 2**20), *args]
-    with open(log, "wb") as f:  # its own process group: stopping it stops its raylet and workers too
-        return subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _descendants(pid: int) -> list[int]:
-    """The processes started under ``pid`` (Ray's workers leave its process group, not its tree)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Kills a node: its `ray start` process and every process under it, by id."""
-    for pid in [proc.pid, *_descendants(proc.pid)]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=30)
+# Starting, walking and stopping local nodes: the measurement tool's helpers (one home for both).
+_ray_nodes_spec = importlib.util.spec_from_file_location("measure_ray", REPO / "tools" / "measure_ray.py")
+ray_nodes = importlib.util.module_from_spec(_ray_nodes_spec)
+_ray_nodes_spec.loader.exec_module(ray_nodes)
+OBJECT_STORE_MB = 80  # per test node: small, the inputs are a few images
 
 
 def _bounded(call, timeout: float = 300.0):
@@ -106,19 +70,20 @@ def _wait(condition, what: str, timeout: float = START_TIMEOUT) -> None:
 def cluster():
     """A head and a worker node, 1 CPU each; yields {"address", "head", "worker"}. Node deaths seen within ~2 s."""
     temp = Path(tempfile.mkdtemp(prefix="qrt", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
-    port = _free_port()
+    port = ray_nodes.free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO), RAY_health_check_period_ms="500")
     env.update(RAY_health_check_failure_threshold="3", RAY_health_check_timeout_ms="1000", RAY_USAGE_STATS_ENABLED="0")
     env.update(RAY_BACKEND_LOG_LEVEL="warning", RAY_AUTH_MODE="disabled")  # a private cluster on loopback
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"  # this process is the cluster's driver
     address = f"127.0.0.1:{port}"
-    head = _start_node(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"], env, temp / "h")
+    head_args = ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"]
+    head = ray_nodes.start_node(head_args, env, temp / "h", OBJECT_STORE_MB)
     worker = None
     try:
         _wait(lambda: (temp / "ray_current_cluster").exists() or head.poll() is not None, "the head node")
         assert head.poll() is None, (temp / "h").read_text(errors="replace")[-2000:]
-        worker = _start_node([f"--address={address}"], env, temp / "w")
+        worker = ray_nodes.start_node([f"--address={address}"], env, temp / "w", OBJECT_STORE_MB)
         ray.init(address=address, log_to_driver=False)
         _wait(lambda: _alive_nodes() == 2, "the second node")
         yield {"address": address, "head": head, "worker": worker}
@@ -130,7 +95,7 @@ def cluster():
             os.environ["RAY_AUTH_MODE"] = saved
         for proc in (worker, head):
             if proc is not None:
-                _stop(proc)
+                ray_nodes.stop_node(proc)
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -199,7 +164,7 @@ def test_a_node_killed_mid_run_loses_and_repeats_no_input(cluster, inputs, tmp_p
     def kill_worker_node(stage, done, total) -> None:
         if not killed and done:
             killed.append(done)
-            _stop(cluster["worker"])
+            ray_nodes.stop_node(cluster["worker"])
 
     out = tmp_path / "poses.parquet"
     cfg = PredictConfig(inputs=(str(many),), threads=1)

@@ -27,7 +27,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _tree(pid: int) -> list[int]:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process started under it (Ray's workers leave its process group, not its tree)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -69,14 +77,17 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+def start_node(args: list[str], env: dict, log: Path, object_store_mb: int = 200) -> subprocess.Popen:
+    """``ray start --block`` with 1 CPU, output to ``log``; its own session, so `stop_node` finds all of it."""
     cmd = [str(Path(sys.executable).with_name("ray")), "start", "--block", "--num-cpus", "1", *args]
-    cmd += ["--object-store-memory", str(200 * 2**20)]
-    return subprocess.Popen(cmd, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    cmd += ["--object-store-memory", str(object_store_mb * 2**20)]
+    with open(log, "wb") as f:
+        return subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    for pid in _tree(proc.pid):
+def stop_node(proc: subprocess.Popen) -> None:
+    """Kills a node: its `ray start` process and every process under it, by id."""
+    for pid in process_tree(proc.pid):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -92,14 +103,16 @@ def _measured(label: str, n: int, run, nodes: dict[str, subprocess.Popen]) -> No
 
     def sample() -> None:
         while True:
-            for pid in [os.getpid(), *(q for proc in nodes.values() for q in _tree(proc.pid))]:
+            for pid in [os.getpid(), *(q for proc in nodes.values() for q in process_tree(proc.pid))]:
                 cpu[pid] = max(cpu.get(pid, 0.0), _cpu_s(pid))
             for name, proc in nodes.items():
-                peaks[name] = max(peaks[name], _rss_mb(_tree(proc.pid)))
+                peaks[name] = max(peaks[name], _rss_mb(process_tree(proc.pid)))
             if stop.wait(0.5):
                 return
 
-    before = {pid: _cpu_s(pid) for pid in [os.getpid(), *(q for proc in nodes.values() for q in _tree(proc.pid))]}
+    before = {
+        pid: _cpu_s(pid) for pid in [os.getpid(), *(q for proc in nodes.values() for q in process_tree(proc.pid))]
+    }
     busy0, start = _busy_s(), time.perf_counter()
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -139,14 +152,14 @@ def main() -> int:
     temp = Path(tempfile.mkdtemp(prefix="qrm", dir="/tmp"))
     listing = temp / "inputs.txt"
     listing.write_text("\n".join(os.path.abspath(p) for p in paths) + "\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO), RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     os.environ["RAY_AUTH_MODE"] = "disabled"
     address = f"127.0.0.1:{port}"
     nodes = {
-        "head": _start(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"], env, temp / "h")
+        "head": start_node(
+            ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"], env, temp / "h"
+        )
     }
     try:
         deadline = time.monotonic() + 180
@@ -157,7 +170,7 @@ def main() -> int:
         cfg = PredictConfig(inputs=(str(listing),), threads=1)
         for count in (1, 2):
             if count == 2:
-                nodes["worker"] = _start([f"--address={address}"], env, temp / "w")
+                nodes["worker"] = start_node([f"--address={address}"], env, temp / "w")
                 while sum(n["Alive"] for n in ray.nodes()) < 2:
                     time.sleep(0.2)
             out = temp / f"nodes{count}.parquet"
@@ -165,14 +178,14 @@ def main() -> int:
             print(f"  rows {pq.read_metadata(out).num_rows}")
         ray.shutdown()
         for name in list(nodes):
-            _stop(nodes.pop(name))
+            stop_node(nodes.pop(name))
         for jobs in (1, 2):
             cmd = [sys.executable, "-m", "qa_headpose.cli", "predict", *paths, "--csv", str(temp / f"j{jobs}.csv")]
             cmd += ["--quiet", "--force", "--threads", "1", "--jobs", str(jobs)]
             _measured(f"--jobs {jobs}", len(paths), lambda c=cmd: _run_reaped(c, env), {})
     finally:
         for proc in nodes.values():
-            _stop(proc)
+            stop_node(proc)
     return 0
 
 
