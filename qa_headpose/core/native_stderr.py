@@ -1,4 +1,4 @@
-"""What native libraries print on file descriptor 2, filtered: Python's ``sys.stderr`` never sees it.
+"""What native libraries print on file descriptor 2, filtered or silenced: Python's ``sys.stderr`` never sees it.
 
 TensorFlow's C++ side writes its start-up block (``All log messages before
 absl::InitializeLog() ...``, ``Could not find cuda drivers ...``, ``failed call to cuInit``)
@@ -10,6 +10,7 @@ they pass through untouched.
 
 While a filter is on, `CONSOLE` still writes to the real stderr: progress bars and status
 lines given ``file=CONSOLE`` keep moving during a filtered step (a minute of conversion).
+`native_stderr_silenced` drops everything instead, for decoders whose complaints the caller reports itself.
 """
 
 from __future__ import annotations
@@ -115,3 +116,27 @@ def filtered(drop: re.Pattern[str], enabled: bool = True) -> Iterator[None]:
             if kept:
                 sys.stderr.write("\n".join(kept) + "\n")
                 sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Hides what native code prints on file descriptor 2 while the block runs.
+
+    LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate", OpenCV, FFmpeg and libpng
+    warnings go there; a Python exception raised in the block still carries the error.
+    Does nothing when ``sys.stderr`` has no file descriptor (e.g. under pytest's capture).
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)

@@ -19,7 +19,7 @@ import numpy as np
 
 from qa_headpose.core.atomic import write_bytes
 from qa_headpose.core.errors import DataError
-from qa_headpose.core.quiet import native_stderr_silenced
+from qa_headpose.core.native_stderr import native_stderr_silenced
 from qa_headpose.inference import images
 from qa_headpose.inference.detect import FaceResult
 from qa_headpose.inference.draw import draw_face, draw_text

@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterator
 
-from qa_headpose.core.quiet import native_stderr_silenced
+from qa_headpose.core.native_stderr import native_stderr_silenced
 from qa_headpose.predict.config import PredictConfig
 from qa_headpose.predict.one_input import run_source
 from qa_headpose.predict.sources import Source, SourceReport
