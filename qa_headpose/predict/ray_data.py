@@ -73,6 +73,11 @@ def _listed(path: Path) -> list[str]:
     return [str(path.parent / line) for line in lines if line and not line.startswith("#")]
 
 
+def _parquet_files(inputs: Sequence[str]) -> list[str]:
+    """The inputs that are Parquet files (read with Ray's reader; any other input is a path)."""
+    return [p for p in inputs if str(p).lower().endswith(".parquet")]
+
+
 def read_inputs(inputs: Sequence[str]):
     """A `ray.data.Dataset` of the inputs, one row each: ``path``, ``kind``, ``bytes`` (or null), ``error``.
 
@@ -94,7 +99,7 @@ def read_inputs(inputs: Sequence[str]):
 
     if not inputs:
         raise ValueError("Give the inputs to run on Ray: folders, images, videos, file lists or Parquet files")
-    parquet = [p for p in inputs if str(p).lower().endswith(".parquet")]
+    parquet = _parquet_files(inputs)
     if parquet and len(parquet) != len(inputs):
         raise ValueError(f"Give either Parquet files or image paths, not both. Received: {list(inputs)}")
     if parquet:
@@ -289,7 +294,7 @@ def run_ray(
     with atomic_path(out) as tmp:
         writer = pq.ParquetWriter(tmp, schema())
         try:
-            in_store = not any(str(p).lower().endswith(".parquet") for p in cfg.inputs)  # read_inputs' from_arrow
+            in_store = not _parquet_files(cfg.inputs)  # read_inputs' blocks of paths are in the object store
             poses = estimate_poses(inputs, cfg, concurrency, all_actors_at_once=in_store)
             for batch in poses.iter_batches(batch_format="pyarrow", batch_size=None):
                 writer.write_table(batch.cast(schema()))
