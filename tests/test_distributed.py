@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO, TINY
 
 WORKER_TIMEOUT_S = 540
+PAUSE_S = 20
 
 
 def _free_ports(n: int) -> list[int]:
@@ -139,6 +140,15 @@ def _wait_all(procs, timeout: float) -> list[int] | None:
                 p.wait()
 
 
+def _wait_for_file(path: Path, procs, logs: Path) -> None:
+    """Polls for ``path`` while every worker runs, up to `WORKER_TIMEOUT_S`."""
+    deadline = time.monotonic() + WORKER_TIMEOUT_S
+    while not path.exists():
+        assert all(p.poll() is None for p in procs), _worker_logs(logs)
+        assert time.monotonic() < deadline, f"no {path} after {WORKER_TIMEOUT_S} s\n{_worker_logs(logs)}"
+        time.sleep(0.05)
+
+
 def _worker_logs(folder: Path) -> str:
     return "\n".join(f"--- worker {i}\n" + (folder / f"worker{i}.log").read_text()[-3000:] for i in range(2))
 
@@ -147,12 +157,25 @@ def _worker_logs(folder: Path) -> str:
 def test_two_workers_multiworker_float_and_qat(tmp_path, synthetic_faces):
     """Two MultiWorkerMirroredStrategy workers on 127.0.0.1 train 1 float + 1 QAT epoch; the chief writes the run.
 
+    Worker 1 is paused (SIGSTOP) for `PAUSE_S` after the float checkpoint, longer than
+    TensorFlow's 10 s heartbeat timeout, which aborted both workers of this test on a busy
+    CI machine; the run must survive it (`distribute.HEARTBEAT_TIMEOUT_S`).
     Slow: 262 s on the 2-core dev machine under a load average of 7 (two TF processes
     tracing the QAT graph at once).
     """
+    from qa_headpose.training.distribute import HEARTBEAT_TIMEOUT_S
+
+    assert PAUSE_S < HEARTBEAT_TIMEOUT_S
     train, val = _write_npz(synthetic_faces, tmp_path)
     run = tmp_path / "run"
-    codes = _wait_all(_start_workers(run, train, val, tmp_path, epochs=1), WORKER_TIMEOUT_S)
+    procs = _start_workers(run, train, val, tmp_path, epochs=1)
+    _wait_for_file(run / "float" / "ckpt" / "checkpoint", procs, tmp_path)
+    procs[1].send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(PAUSE_S)  # the length of the pause under test, not a wait for an event
+    finally:
+        procs[1].send_signal(signal.SIGCONT)
+    codes = _wait_all(procs, WORKER_TIMEOUT_S)
     output = _worker_logs(tmp_path)
     assert codes is not None, f"workers did not finish in {WORKER_TIMEOUT_S} s\n{output}"
     assert codes == [0, 0], output
@@ -169,10 +192,7 @@ def test_two_workers_killed_then_resumed(tmp_path, synthetic_faces):
     train, val = _write_npz(synthetic_faces, tmp_path)
     run = tmp_path / "run"
     procs = _start_workers(run, train, val, tmp_path, epochs=3)
-    deadline = time.monotonic() + WORKER_TIMEOUT_S
-    while not (run / "float" / "ckpt" / "checkpoint").exists() and time.monotonic() < deadline:
-        assert all(p.poll() is None for p in procs), _worker_logs(tmp_path)
-        time.sleep(0.05)
+    _wait_for_file(run / "float" / "ckpt" / "checkpoint", procs, tmp_path)
     for p in procs:
         p.send_signal(signal.SIGKILL)
     assert _wait_all(procs, 30) == [-signal.SIGKILL] * 2

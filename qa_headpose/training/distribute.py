@@ -28,6 +28,12 @@ logger = logging.getLogger(__name__)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
+# How long a worker may miss its heartbeats before the coordination service declares it
+# dead and aborts every worker. TensorFlow's own default (10 s) aborted a healthy 2-worker
+# run on a busy 2-core CI machine (both tasks "heartbeat timeout" while tracing the QAT
+# graph); a dead worker is still found within this time.
+HEARTBEAT_TIMEOUT_S = 120
+
 
 def make_strategy(name: str = "default") -> tf.distribute.Strategy:
     """Creates the named strategy.
@@ -52,8 +58,33 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
     if name == "multiworker":
         cluster = read_tf_config()
         logger.info("MultiWorkerMirroredStrategy: %s", cluster)
+        _configure_coordination_service(cluster["cluster"], HEARTBEAT_TIMEOUT_S)
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"strategy must be one of {STRATEGIES}. Received: strategy={name!r}")
+
+
+def _configure_coordination_service(cluster: dict, heartbeat_timeout_s: int) -> None:
+    """Sets up TensorFlow's coordination service as the strategy would, with our heartbeat timeout.
+
+    The strategy keeps a service configured before it is created; TensorFlow has no public
+    call for the timeout, so this uses the one its strategies call (``context``).
+    """
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    spec = tf.train.ClusterSpec(cluster)
+    jobs = [
+        coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
+        for job in ("chief", "worker")
+        if job in spec.jobs
+    ]
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(spec),
+        coordinated_jobs=jobs,
+        heartbeat_timeout_in_ms=heartbeat_timeout_s * 1000,
+    )
 
 
 def read_tf_config() -> dict:
