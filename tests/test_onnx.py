@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 pytest.importorskip("tf2onnx", reason="ONNX export needs tf2onnx: pip install -e .[onnx]")
 pytest.importorskip("onnxruntime", reason="ONNX inference needs onnxruntime: pip install -e .[onnx]")
@@ -51,13 +52,13 @@ def test_float_onnx_matches_keras(tiny_onnx, keras_reference):
     np.testing.assert_allclose(pred, ref, atol=1e-3 + 1e-4 * np.abs(ref).max())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the static-QDQ int8 ONNX of the tiny model does not follow its float model (per-angle correlation "
-    "0.06-0.37 with 16 or 32 calibration crops, measured 2026-12-03); this test could not fail while the test model "
-    "answered one constant pose. It will pass (and then fail as strict xfail) once the int8 export is fixed.",
-)
-def test_int8_onnx_is_quantized_and_close(tiny_onnx, keras_reference):
+def test_int8_onnx_is_quantized(tiny_onnx, keras_reference):
+    """The tiny model's int8 ONNX has QDQ nodes and answers finite poses near its float model's range.
+
+    Whether it *follows* its float model is measured on a real model below: post-training int8 of the barely
+    trained tiny model (poses spread 2-3 deg) does not (per-angle correlation 0.06-0.37), which says nothing of
+    the export.
+    """
     import onnx
 
     from qa_headpose.training.onnx_export import OnnxRunner
@@ -67,10 +68,46 @@ def test_int8_onnx_is_quantized_and_close(tiny_onnx, keras_reference):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     x, ref = keras_reference
     pred = OnnxRunner(path, num_threads=2)(x)
-    # Post-training int8 of a barely trained model: close in mean, not to 1e-6, and following it face by face.
-    spread = np.abs(ref - ref.mean(0)).mean() + 1e-3
-    assert np.abs(pred - ref).mean() < 0.5 * spread + 0.5
-    assert all(np.corrcoef(pred[:, i], ref[:, i])[0, 1] > 0.8 for i in range(3))
+    assert pred.shape == ref.shape and np.isfinite(pred).all()
+    assert np.abs(pred.mean(0) - ref.mean(0)).max() < 3 * ref.std(0).max() + 1
+
+
+def test_int8_onnx_of_the_shipped_fast_model_follows_its_float_model(tmp_path, aflw_dir):
+    """`fast`'s float weights exported to float and int8 ONNX: on real faces the int8 poses follow the float ones.
+
+    Here 48 AFLW2000 faces (every 25th file): 16 calibrate, the other 32 are compared. Measured: int8 - float
+    0.91 / 0.70 / 0.72 deg, correlation 0.999 per angle. Before the pose output got its fixed range, MinMax
+    calibration clipped the poses beyond the 16 calibration faces' (3.84 / 0.63 / 3.00 deg, roll 56.6 -> 31.0).
+    On the 226 val faces with a `fast`-recipe run and 100 calibration crops: MAE 3.38 / 4.99 / 2.99 (float) ->
+    3.55 / 5.23 / 3.14 (int8).
+    """
+    from qa_headpose.datasets.mat import load_mat_folder
+    from qa_headpose.training.onnx_export import OnnxRunner, export_onnx_run
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for stem in sorted(p.stem for p in aflw_dir.glob("*.jpg"))[::25][:48]:
+        for suffix in (".jpg", ".mat"):
+            (folder / f"{stem}{suffix}").symlink_to(aflw_dir / f"{stem}{suffix}")
+    faces = load_mat_folder(folder)
+
+    run = tmp_path / "run"
+    (run / "float").mkdir(parents=True)
+    (run / "config.json").write_text((REPO / "weights" / "fast" / "headpose_train_config.json").read_text())
+    (run / "float" / "best.weights.h5").symlink_to(REPO / "weights" / "fast" / "headpose_float.weights.h5")
+    size = json.loads((run / "config.json").read_text())["model"]["input_size"]
+    crops = faces.crops(size).astype(np.float32)
+    export_onnx_run(run, tmp_path / "out", crops[:16])
+    x, gt = crops[16:], faces.poses[16:]
+    float_pred = OnnxRunner(tmp_path / "out" / "headpose_onnx_float.onnx", num_threads=2)(x)
+    int8_pred = OnnxRunner(tmp_path / "out" / "headpose_onnx_int8.onnx", num_threads=2)(x)
+    assert float_pred.std(0).min() > 3, float_pred.std(0)  # real, distinct poses (measured 4.6-4.9)
+    assert np.abs(int8_pred - float_pred).max() < 12, np.abs(int8_pred - float_pred).max(
+        0
+    )  # nothing clipped (6.7; 25.6 clipped)
+    assert np.abs(int8_pred - float_pred).mean(0).max() < 1.5, np.abs(int8_pred - float_pred).mean(0)
+    assert all(np.corrcoef(int8_pred[:, i], float_pred[:, i])[0, 1] > 0.99 for i in range(3))
+    assert np.abs(int8_pred - gt).mean() < np.abs(float_pred - gt).mean() + 0.5
 
 
 def test_runner_rejects_bad_input_and_files(tiny_onnx, tmp_path):
