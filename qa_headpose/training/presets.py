@@ -12,11 +12,14 @@ was stopped): every model so far read the black padding of AFLW_extra's crops as
 degrees, ``tools/border_bias.py``) and wrote it into the labels. The round-3 students,
 fine-tuned on the labelled faces with random black bands (``AugmentConfig.black_border``),
 are the border teacher (``weights/teacher_border``); students start from its weights and
-learn from its labels, with the same bands (docs/extra_faces.md). Paths are relative to the
-repository root.
+learn from its labels, with the same bands (docs/extra_faces.md). Round 6 (``fast`` only): the
+round-5 ``fast`` model, 3 epochs on the border teacher's labels with WHENet's yaw averaged in
+at large yaw, then QAT (docs/generalization.md). Paths are relative to the repository root.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from qa_headpose.training.config import AugmentConfig, ExtraDataConfig, ModelConfig, QATConfig, TrainConfig
 
@@ -27,6 +30,7 @@ ROUND1_DIR = "weights/round1"
 ROUND2_DIR = "weights/round2"
 ROUND3_DIR = "weights/round3"
 ROUND5_DIR = "weights/round5"
+ROUND6_DIR = "weights/round6"
 BORDER_TEACHER_DIR = "weights/teacher_border"
 # The first teacher: teacher_v1's float32 and int8 exports (val 3.68 with their mirrors).
 TEACHER_V1_MODELS = (f"{TEACHER_DIR}/headpose_float32.tflite", f"{TEACHER_DIR}/headpose_int8.tflite")
@@ -87,16 +91,21 @@ def _last_stage(input_size: int, init_weights: str, qat: QATConfig) -> dict:
     }
 
 
+def _qat_only(preset: dict) -> dict:
+    """The preset with no float epochs: QAT starts from its start weights as they are."""
+    return {**preset, "train": dataclasses.replace(preset["train"], epochs=0)}
+
+
 # The border teacher's members: the round-3 students fine-tuned on the labelled faces alone, with black bands.
 TEACHER_ACCURATE = _last_stage(128, f"{ROUND3_DIR}/accurate_float.weights.h5", QATConfig(epochs=1, learning_rate=3e-5))
 
 PRESETS: dict[str, dict] = {
     # The shipped accurate model: the border teacher's 128x128 member.
     "accurate": TEACHER_ACCURATE,
-    # The shipped fast model: 80x80 (2.6x fewer MACs than 128x128). Round 5 (``weights/round5``: from the border
-    # teacher's 80x80 weights, 5 epochs on its labels with black bands), then the last stage with a longer,
-    # gentler QAT.
-    "fast": _last_stage(80, f"{ROUND5_DIR}/fast_float.weights.h5", QATConfig(epochs=6, learning_rate=1e-5)),
+    # The shipped fast model: 80x80 (2.6x fewer MACs than 128x128). Round 6 (``weights/round6``: from round 5's
+    # fast model, ``weights/fast_round5``, 3 epochs on the WHENet-blended labels with black bands), then the
+    # last stage's longer, gentler QAT on the labelled faces, without more float epochs.
+    "fast": _qat_only(_last_stage(80, f"{ROUND6_DIR}/fast_float.weights.h5", QATConfig(epochs=6, learning_rate=1e-5))),
     "teacher-accurate": TEACHER_ACCURATE,
     "teacher-fast": _last_stage(80, f"{ROUND3_DIR}/fast_float.weights.h5", QATConfig(epochs=1, learning_rate=3e-5)),
     # The first shipped model (teacher_v1): ImageNet-initialised, the 1,154 labelled faces only.
