@@ -102,9 +102,12 @@ def aflw_dir() -> Path:
 @pytest.fixture(scope="session")
 def aflw_small(tmp_path_factory, aflw_dir) -> Path:
     """A folder of 24 real AFLW2000 image/.mat pairs (links, not copies, into tmp)."""
-    out = tmp_path_factory.mktemp("aflw_small")
-    stems = sorted(p.stem for p in aflw_dir.glob("*.jpg"))[:24]
-    for stem in stems:
+    return link_aflw_faces(aflw_dir, slice(24), tmp_path_factory.mktemp("aflw_small"))
+
+
+def link_aflw_faces(aflw_dir: Path, pick: slice, out: Path) -> Path:
+    """Links the image/.mat pairs ``pick`` selects from the sorted AFLW2000 stems into ``out`` (no copies)."""
+    for stem in sorted(p.stem for p in aflw_dir.glob("*.jpg"))[pick]:
         for suffix in (".jpg", ".mat"):
             (out / f"{stem}{suffix}").symlink_to(aflw_dir / f"{stem}{suffix}")
     return out

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, link_aflw_faces
 
 pytest.importorskip("tf2onnx", reason="ONNX export needs tf2onnx: pip install -e .[onnx]")
 pytest.importorskip("onnxruntime", reason="ONNX inference needs onnxruntime: pip install -e .[onnx]")
@@ -84,12 +84,8 @@ def test_int8_onnx_of_the_shipped_fast_model_follows_its_float_model(tmp_path, a
     from qa_headpose.datasets.mat import load_mat_folder
     from qa_headpose.training.onnx_export import OnnxRunner, export_onnx_run
 
-    folder = tmp_path / "faces"
-    folder.mkdir()
-    for stem in sorted(p.stem for p in aflw_dir.glob("*.jpg"))[::25][:48]:
-        for suffix in (".jpg", ".mat"):
-            (folder / f"{stem}{suffix}").symlink_to(aflw_dir / f"{stem}{suffix}")
-    faces = load_mat_folder(folder)
+    (tmp_path / "faces").mkdir()
+    faces = load_mat_folder(link_aflw_faces(aflw_dir, slice(0, 25 * 48, 25), tmp_path / "faces"))
 
     run = tmp_path / "run"
     (run / "float").mkdir(parents=True)

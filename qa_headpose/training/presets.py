@@ -29,7 +29,6 @@ TEACHER_DIR = "weights/teacher_v1"
 ROUND1_DIR = "weights/round1"
 ROUND2_DIR = "weights/round2"
 ROUND3_DIR = "weights/round3"
-ROUND5_DIR = "weights/round5"
 ROUND6_DIR = "weights/round6"
 BORDER_TEACHER_DIR = "weights/teacher_border"
 # The first teacher: teacher_v1's float32 and int8 exports (val 3.68 with their mirrors).
