@@ -25,7 +25,9 @@ HELP = "dataset tools: crop cache, pseudo-labels, FSA-Net download"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The subcommands of ``data`` and their options."""
     sub = p.add_subparsers(
-        dest="data_command", required=True, metavar="{crop,pseudo-label,landmark-labels,whenet-labels,download}"
+        dest="data_command",
+        required=True,
+        metavar="{crop,pseudo-label,landmark-labels,whenet-labels,profiles,download}",
     )
     c = sub.add_parser("crop", help="cache FSA-Net crops of a 300W-LP/AFLW2000 folder as an FSA-Net npz")
     c.add_argument("src", type=Path, help="folder of images with .mat labels")
@@ -67,6 +69,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--limit", type=positive_int, help="run WHENet on the first N faces only")
     add_progress(w)
     w.add_argument("--force", action="store_true")
+    t = sub.add_parser(
+        "profiles", help="turn the labelled train faces of an AFLW2000-3D folder to large yaws (exact labels)"
+    )
+    t.add_argument("src", type=Path, help="an AFLW2000-3D folder (.jpg + .mat with pt3d_68)")
+    t.add_argument("--out", type=Path, required=True, help="the folder to write (.jpg + .mat, as AFLW2000-3D)")
+    t.add_argument("--split", default="aflw2000_val", help="committed val list whose faces are left out")
+    t.add_argument("--per-face", type=positive_int, default=1, help="turned faces per labelled face")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--force", action="store_true", help="write into an existing --out folder")
     d = sub.add_parser("download", help="fetch FSA-Net's preprocessed data.zip (Google Drive) and unpack it")
     d.add_argument("--out", type=Path, required=True, help="folder to create: type1/*.npz, BIWI_*.npz")
     d.add_argument("--zip", type=Path, help="an already downloaded data.zip: unpack it, fetch nothing")
@@ -81,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         "pseudo-label": _pseudo_label,
         "landmark-labels": _landmark_labels,
         "whenet-labels": _whenet_labels,
+        "profiles": _profiles,
         "download": _download,
     }
     return commands[args.data_command](args)
@@ -158,6 +170,30 @@ def _whenet_labels(args: argparse.Namespace) -> int:
         f"(|WHENet yaw| > {summary['threshold_deg']:g}), mean change {summary['mean_change_deg']:.2f} deg; "
         f"|yaw - AFLW gt_yaw| {gap['base']:.2f} -> {gap['blended']:.2f} deg"
     )
+    return EXIT_OK
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    if args.out.exists() and any(args.out.iterdir()) and not args.force:
+        raise UsageError(f"{args.out} exists and is not empty; pass --force to write into it")
+    if not args.src.is_dir():
+        raise UsageError(f"no such folder: {args.src}")
+    import dataclasses
+
+    from qa_headpose.core.atomic import write_json
+    from qa_headpose.core.errors import DataError
+    from qa_headpose.datasets.splits import read_split
+    from qa_headpose.training.profiles import ProfileConfig, synthesize_folder
+
+    try:
+        exclude = read_split(args.split)
+    except DataError as exc:
+        raise UsageError(f"--split: {exc}") from None
+    config = ProfileConfig(per_face=args.per_face, seed=args.seed)
+    written = synthesize_folder(args.src, args.out, exclude, config)
+    record = {"source": str(args.src), "left_out_split": args.split, "config": dataclasses.asdict(config)}
+    write_json(args.out / "profiles.json", record)
+    print(f"wrote {written} turned faces to {args.out} (|yaw| {config.min_yaw_deg:g}-{config.max_yaw_deg:g})")
     return EXIT_OK
 
 
