@@ -270,3 +270,25 @@ def test_model_card_section_for_another_capture():
     assert "Yaw MAE 19.25" in text and "pan ±90 read as 55.0" in text
     assert "| 75-90 | 2 | 35.00 | 90.0 | 55.0 |" in text and "| 0-30 | 1 | 2.00 | 0.0 | 2.0 |" in text
     assert pointing04_section(None) == []
+
+
+def _compare_models(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "tools/compare_models.py", *args], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+
+
+def test_compare_models_scores_a_model_against_itself_with_a_zero_interval(mini_pointing04):
+    require(SHARED_DATA / "AFLW2000")
+    out = _compare_models(str(FAST), str(FAST), "--pointing04", str(mini_pointing04))
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith(f"| {FAST}")]
+    assert len(rows) == 2 and rows[0] == rows[1]
+    assert "val mean +0.000 [+0.000, +0.000], P04 yaw +0.00 [+0.00, +0.00]" in out.stdout
+
+
+def test_compare_models_names_a_missing_model_in_one_line(mini_pointing04, tmp_path):
+    require(SHARED_DATA / "AFLW2000")
+    out = _compare_models(str(FAST), str(tmp_path / "missing.tflite"), "--pointing04", str(mini_pointing04))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].endswith(f"Model file not found: {tmp_path / 'missing.tflite'}")

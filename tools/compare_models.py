@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from qa_headpose import evaluation
+from qa_headpose.core.errors import DataError, ModelError
 from qa_headpose.datasets.load import load_filtered
 from qa_headpose.evaluation import bands
 from qa_headpose.evaluation.compare import face_errors, paired_bootstrap
@@ -28,6 +29,14 @@ def main() -> None:
     p.add_argument("--pointing04", default="../shared/data/Pointing04_dev")
     p.add_argument("--mirror", action="store_true")
     args = p.parse_args()
+    try:
+        compare(args)
+    except (DataError, ModelError, OSError) as e:
+        p.error(str(e))
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Print the table and the intervals (main's arguments)."""
     val = evaluation.select_faces(load_filtered([args.aflw])[0], "val", "aflw2000_val")
     p04, _ = load_filtered([args.pointing04], unlabelled_ok=True)
     print(
