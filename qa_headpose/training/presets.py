@@ -130,6 +130,7 @@ TRAIN_OPTIONS = (
     "alpha",
     "dropout",
     "backbone_weights",
+    "angle_bins",
     "epochs",
     "batch_size",
     "learning_rate",
@@ -195,6 +196,7 @@ def train_configs(preset: str | None = None, **options):
         dropout=pick("dropout", model.dropout),
         backbone_weights=backbone_weights,
         bn_momentum=model.bn_momentum,
+        angle_bins=pick("angle_bins", model.angle_bins),
     )
     aug = AugmentConfig.none() if opt["no_augment"] else train.augment
     aug = AugmentConfig(

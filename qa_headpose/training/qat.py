@@ -18,7 +18,7 @@ from qa_headpose.training._keras import keras
 import tensorflow_model_optimization as tfmot
 
 from qa_headpose.training.config import ModelConfig
-from qa_headpose.training.model import OUTPUT_NAME, build_model
+from qa_headpose.training.model import BIN_SOFTMAX_NAME, OUTPUT_NAME, build_model
 
 OUTPUT_SCALE_DEG = 100.0 / 128.0
 OUTPUT_MIN_DEG = -128 * OUTPUT_SCALE_DEG
@@ -53,10 +53,41 @@ class PoseOutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return {}
 
 
+class BinSoftmaxQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """The bin probabilities on the int8 softmax's own grid (steps of 1/256 from 0).
+
+    tfmot leaves a softmax's output unquantized, so QAT would never see the rounding of small probabilities
+    that the int8 model applies before the expectation.
+    """
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        # TFLite's int8 softmax: scale 1/256, zero point -128; any other grid adds a requantize op.
+        return [_quantizers.FixedQuantizer(num_bits=8, init_min=0.0, init_max=255 / 256, narrow_range=False)]
+
+    def get_config(self):
+        return {}
+
+
 @contextlib.contextmanager
 def quantize_scope() -> Iterator[None]:
     """Scope in which QAT models can be built, cloned and deserialised."""
-    with tfmot.quantization.keras.quantize_scope({"PoseOutputQuantizeConfig": PoseOutputQuantizeConfig}):
+    configs = {
+        "PoseOutputQuantizeConfig": PoseOutputQuantizeConfig,
+        "BinSoftmaxQuantizeConfig": BinSoftmaxQuantizeConfig,
+    }
+    with tfmot.quantization.keras.quantize_scope(configs):
         yield
 
 
@@ -73,8 +104,11 @@ def make_qat_model(model: keras.Model) -> keras.Model:
     annotate = tfmot.quantization.keras.quantize_annotate_layer
 
     def _annotate(layer):
-        config = PoseOutputQuantizeConfig() if layer.name == OUTPUT_NAME else None
-        return annotate(layer, quantize_config=config)
+        if layer.name == OUTPUT_NAME:
+            return annotate(layer, quantize_config=PoseOutputQuantizeConfig())
+        if layer.name == BIN_SOFTMAX_NAME:
+            return annotate(layer, quantize_config=BinSoftmaxQuantizeConfig())
+        return annotate(layer)
 
     annotated = keras.models.clone_model(model, clone_function=_annotate)
     with quantize_scope():

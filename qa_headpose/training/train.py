@@ -21,6 +21,7 @@ from qa_headpose.datasets.faceset import FaceSet
 from qa_headpose.training._keras import keras, tf
 from qa_headpose.training.augment import augment_face
 from qa_headpose.training.config import AugmentConfig, QATConfig, TrainConfig
+from qa_headpose.training.model import with_bin_logits
 
 logger = logging.getLogger(__name__)
 
@@ -161,22 +162,58 @@ def _angle_mae(i: int, name: str) -> Callable:
 
 
 ANGLE_METRICS = [_angle_mae(i, name) for i, name in enumerate(angles.ANGLE_ORDER)]
+# Weight of the bins' cross-entropy (nats) beside the L1 (degrees) of a binned head: both are a few units.
+BIN_CE_WEIGHT = 1.0
+
+
+def binned_pose_loss(bins: int, ce_weight: float = BIN_CE_WEIGHT) -> Callable:
+    """L1 on the expected angles plus the cross-entropy of each label's bin, per face (HopeNet, WHENet).
+
+    Reads the output of `model.with_bin_logits`: (batch, 3 + 3 * bins), the degrees then the bin scores.
+    """
+    from qa_headpose.training.model import angle_bin_centers
+
+    width = float(angle_bin_centers(bins)[1] - angle_bin_centers(bins)[0])
+
+    def loss(y_true, y_pred):
+        l1 = tf.reduce_mean(tf.abs(y_true - y_pred[:, :3]), axis=-1)
+        logits = tf.reshape(y_pred[:, 3:], (-1, 3, bins))
+        label_bin = tf.cast(
+            tf.clip_by_value(tf.floor((y_true + angles.ANGLE_LIMIT_DEG) / width), 0, bins - 1), tf.int32
+        )
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label_bin, logits=logits)
+        return l1 + ce_weight * tf.reduce_mean(ce, axis=-1)
+
+    loss.__name__ = "l1_plus_bin_ce"
+    return loss
+
+
+def val_mae_of(logs: dict) -> float | None:
+    """The mean val MAE over the three angles of a Keras epoch log (the criterion that picks the weights)."""
+    maes = [logs.get(f"val_{name}_mae") for name in angles.ANGLE_ORDER]
+    return float(np.mean(maes)) if None not in maes else logs.get("val_loss")
 
 
 class _EpochCheckpoint(keras.callbacks.Callback):
-    """Saves the resumable checkpoint every epoch and the best-on-val weights atomically."""
+    """Saves the resumable checkpoint every epoch and the best-on-val weights (of ``pose_model``) atomically."""
 
     def __init__(
-        self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable, best_path: Path, best: float
+        self,
+        manager: tf.train.CheckpointManager,
+        epoch_var: tf.Variable,
+        best_path: Path,
+        best: float,
+        pose_model: keras.Model,
     ) -> None:
         super().__init__()
         self.manager, self.epoch_var, self.best_path, self.best = manager, epoch_var, best_path, best
+        self.pose_model = pose_model
 
     def on_epoch_end(self, epoch, logs=None):
-        val = (logs or {}).get("val_loss")
+        val = val_mae_of(logs or {})
         if val is not None and val < self.best:
             self.best = float(val)
-            save_weights_atomic(self.model, self.best_path)
+            save_weights_atomic(self.pose_model, self.best_path)
         self.epoch_var.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
         write_bytes(self.manager.directory + "/best_val.txt", f"{self.best}\n".encode())
@@ -210,7 +247,8 @@ def fit_phase(
     epochs before the restored one, so it ends with exactly ``cfg.epochs`` rows.
 
     Args:
-        model: the float or QAT model (compiled here).
+        model: the float or QAT model; a binned one trains through its `model.with_bin_logits` view
+            (compiled here), whose extra output only the loss reads.
         train: the training faces (augmented on the fly).
         val_x, val_y: val crops float32 (n, S, S, 3) and labels (n, 3) degrees; the only
             data used to choose the weights.
@@ -248,7 +286,9 @@ def fit_phase(
             optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
         else:
             optimizer = keras.optimizers.Adam(schedule)
-        model.compile(optimizer=optimizer, loss="mae", metrics=ANGLE_METRICS)
+        fitted = with_bin_logits(model)
+        bins = (int(fitted.output_shape[-1]) - 3) // 3
+        fitted.compile(optimizer=optimizer, loss=binned_pose_loss(bins) if bins else "mae", metrics=ANGLE_METRICS)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
@@ -287,9 +327,9 @@ def fit_phase(
         truncate_log(log_path, start)
     callbacks = [  # the log row before the checkpoint: a kill between them leaves a row that truncate_log drops
         keras.callbacks.CSVLogger(str(log_path), append=start > 0),
-        _EpochCheckpoint(manager, epoch_var, best_path, best),
+        _EpochCheckpoint(manager, epoch_var, best_path, best, model),
     ]
-    model.fit(
+    fitted.fit(
         ds,
         epochs=cfg.epochs,
         initial_epoch=start,
