@@ -165,3 +165,17 @@ def test_train_option_sets_the_bins_on_any_preset_and_refuses_one_bin(tmp_path):
         .splitlines()[-1]
         .endswith("angle_bins must be 0 (regression) or >= 2. Received: angle_bins=1")
     )
+
+
+def test_qat_rounds_the_bin_probabilities_to_the_int8_softmax_grid(binned_config, tiny_images):
+    """QAT sees the 1/256 steps of the int8 softmax (tfmot alone would leave the probabilities in float)."""
+    from qa_headpose.training._keras import keras
+    from qa_headpose.training.model import BIN_SOFTMAX_NAME, build_model
+    from qa_headpose.training.qat import make_qat_model
+
+    qat = make_qat_model(build_model(binned_config))
+    probs = keras.Model(qat.input, qat.get_layer(f"quant_{BIN_SOFTMAX_NAME}").output)
+    p = probs(tiny_images.astype(np.float32), training=True).numpy()
+    assert len(np.unique(p)) > 3  # not one constant answer
+    np.testing.assert_allclose(p * 256, np.round(p * 256), atol=1e-3)
+    assert p.max() <= 255 / 256 + 1e-6
