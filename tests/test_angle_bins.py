@@ -86,7 +86,7 @@ def test_binned_run_starts_from_a_regression_models_backbone_and_exports_full_in
     from qa_headpose.training.model import OUTPUT_NAME, angle_bin_centers
 
     init = tiny_run / "float" / "best.weights.h5"
-    start = workflow._float_model(binned_config, init, head_may_differ=True)
+    start = workflow._float_model(binned_config, init)
     regression = workflow.load_keras_from_run(tiny_run, "float")
     np.testing.assert_array_equal(
         start.get_layer("Conv1").get_weights()[0], regression.get_layer("Conv1").get_weights()[0]

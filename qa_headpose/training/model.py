@@ -146,10 +146,14 @@ def build_model(cfg: ModelConfig = ModelConfig()) -> keras.Model:
     return model
 
 
+def angle_bin_width(bins: int) -> float:
+    """Width (degrees) of each of ``bins`` equal bins over -ANGLE_LIMIT_DEG..ANGLE_LIMIT_DEG; bin 0 starts at the limit."""
+    return 2 * angles.ANGLE_LIMIT_DEG / bins
+
+
 def angle_bin_centers(bins: int) -> np.ndarray:
-    """Centres (degrees) of ``bins`` bins of equal width over -ANGLE_LIMIT_DEG..ANGLE_LIMIT_DEG."""
-    width = 2 * angles.ANGLE_LIMIT_DEG / bins
-    return (-angles.ANGLE_LIMIT_DEG + width * (np.arange(bins) + 0.5)).astype(np.float32)
+    """Centres (degrees) of the ``bins`` bins of `angle_bin_width`."""
+    return (-angles.ANGLE_LIMIT_DEG + angle_bin_width(bins) * (np.arange(bins) + 0.5)).astype(np.float32)
 
 
 def _bin_head(x, bins: int):

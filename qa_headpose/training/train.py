@@ -21,7 +21,7 @@ from qa_headpose.datasets.faceset import FaceSet
 from qa_headpose.training._keras import keras, tf
 from qa_headpose.training.augment import augment_face
 from qa_headpose.training.config import AugmentConfig, QATConfig, TrainConfig
-from qa_headpose.training.model import with_bin_logits
+from qa_headpose.training.model import angle_bin_width, with_bin_logits
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +171,7 @@ def binned_pose_loss(bins: int, ce_weight: float = BIN_CE_WEIGHT) -> Callable:
 
     Reads the output of `model.with_bin_logits`: (batch, 3 + 3 * bins), the degrees then the bin scores.
     """
-    from qa_headpose.training.model import angle_bin_centers
-
-    width = float(angle_bin_centers(bins)[1] - angle_bin_centers(bins)[0])
+    width = angle_bin_width(bins)
 
     def loss(y_true, y_pred):
         l1 = tf.reduce_mean(tf.abs(y_true - y_pred[:, :3]), axis=-1)

@@ -188,8 +188,7 @@ def train_run(
     with strategy.scope():
         model = build_model(model_cfg)
         if train_cfg.init_weights:
-            init = _float_model(model_cfg, Path(train_cfg.init_weights), head_may_differ=bool(model_cfg.angle_bins))
-            model.set_weights(init.get_weights())
+            model.set_weights(_float_model(model_cfg, Path(train_cfg.init_weights)).get_weights())
     float_dir = own_dir / "float"
     if train_cfg.epochs == 0:  # QAT straight from the start weights: they are the float phase's best
         start_weights = float_dir / "best.weights.h5"
@@ -236,22 +235,25 @@ def _best_weights(own_phase_dir: Path, run_phase_dir: Path) -> Path:
     return shared if shared.is_file() else own_phase_dir / "best.weights.h5"
 
 
-def _float_model(cfg: ModelConfig, weights: Path, head_may_differ: bool = False):
+def _float_model(cfg: ModelConfig, weights: Path):
     """A fresh float model (outside any strategy) with the given weights.
 
-    ``head_may_differ``: a binned model may start from a regression model's weights file: everything but the
-    head is copied from it, and the head starts fresh.
+    A binned model may start from a regression model's weights file: everything but the head is copied from
+    it, and the head starts fresh.
     """
     from qa_headpose.training.model import OUTPUT_NAME, build_model
 
     model = build_model(dataclasses.replace(cfg, backbone_weights=None))
     try:
         model.load_weights(str(weights))
-    except ValueError:
-        if not (head_may_differ and cfg.angle_bins):
+    except ValueError as not_binned:
+        if not cfg.angle_bins:
             raise
         source = build_model(dataclasses.replace(cfg, backbone_weights=None, angle_bins=0))
-        source.load_weights(str(weights))
+        try:
+            source.load_weights(str(weights))
+        except ValueError:
+            raise not_binned from None  # neither head fits: the first error names the file's mismatch
         for layer in source.layers:
             if layer.weights and layer.name != OUTPUT_NAME:
                 model.get_layer(layer.name).set_weights(layer.get_weights())
