@@ -75,6 +75,11 @@ def test_average_of_two_runs_weights_is_their_element_wise_mean(tiny_model_confi
     assert len(soup) == len(a) and any(not np.allclose(x, y) for x, y in zip(a, b))
     for wa, wb, ws in zip(a, b, soup):
         np.testing.assert_allclose(ws, (wa + wb) / 2, rtol=1e-6)
+    for wa, wb, ws in zip(a, b, tool.mean_weights([a, b], [0.25, 0.75])):
+        np.testing.assert_allclose(ws, 0.25 * wa + 0.75 * wb, rtol=1e-5, atol=1e-6)
+    for shares in ([0.5], [0.7, 0.7], [1.5, -0.5]):
+        with pytest.raises(ValueError, match="summing to 1"):
+            tool.mean_weights([a, b], shares)
     wider = build_model(dataclasses.replace(tiny_model_config, alpha=0.5)).get_weights()
     with pytest.raises(ValueError, match="differ in architecture"):
         tool.mean_weights([a, wider])

@@ -38,6 +38,17 @@ def test_blend_replaces_yaw_by_the_mean_only_beyond_the_threshold():
         wt.blend_yaw(base, other[:3])
 
 
+def test_the_guard_keeps_the_base_yaw_where_whenet_disagrees_by_more_than_the_gap():
+    base = np.array([10.0, 50.0, -70.0, 80.0, 5.0, 30.0, -20.0])
+    other = np.array([70.0, -61.0, -90.0, 60.0, np.nan, 60.5, -59.9])
+    # Beyond the threshold: faces 0, 1, 2 and 5, differing from the base by 60, 111, 20 and 30.5 degrees.
+    yaw, changed = wt.blend_yaw(base, other, 60.0, max_gap_deg=30.0)
+    assert changed.tolist() == [False, False, True, False, False, False, False]
+    np.testing.assert_array_equal(yaw, np.array([10.0, 50.0, -80.0, 80.0, 5.0, 30.0, -20.0], np.float32))
+    _, changed = wt.blend_yaw(base, other, 60.0, max_gap_deg=30.5)  # the gap itself is kept
+    assert changed.tolist() == [False, False, True, False, False, True, False]
+
+
 def test_crop_is_the_box_widened_by_a_fifth_and_a_tenth_and_clipped():
     # A 50 x 100 box: 10 px more on the left and right, 10 px more above and below.
     assert wt.whenet_box(np.array([20.0, 20.0, 70.0, 120.0]), (300, 200, 3)) == (10, 10, 80, 130)
@@ -142,10 +153,8 @@ def _mini_extra(tmp_path, n: int):
     return folder, base, stems
 
 
-def test_label_file_blends_only_the_yaw_of_faces_whenet_reads_as_turned_far(tmp_path, capsys):
-    """With WHENet's answers already saved (the restart file of a killed run), no network and no TensorFlow."""
-    folder, base, stems = _mini_extra(tmp_path, 8)
-    out = tmp_path / "out.csv"
+def _saved_whenet_answers(tmp_path, stems):
+    """WHENet's answers for the 8 faces of `_mini_extra` in out.csv's restart file; a stand-in weights file."""
     weights = tmp_path / "WHENet.h5"
     weights.write_bytes(b"stand-in: never loaded, all answers are in the restart file")
     whenet_yaw = np.array([70, -61, 59.9, 0, -120, 60, 61, 10], np.float32)
@@ -153,6 +162,13 @@ def test_label_file_blends_only_the_yaw_of_faces_whenet_reads_as_turned_far(tmp_
     buffer = io.BytesIO()
     np.savez(buffer, names=np.array(stems), done=8, pred=pred)
     (tmp_path / "out.csv.partial.npz").write_bytes(buffer.getvalue())
+    return weights
+
+
+def test_label_file_blends_only_the_yaw_of_faces_whenet_reads_as_turned_far(tmp_path, capsys):
+    """With WHENet's answers already saved (the restart file of a killed run), no network and no TensorFlow."""
+    folder, base, stems = _mini_extra(tmp_path, 8)
+    out, weights = tmp_path / "out.csv", _saved_whenet_answers(tmp_path, stems)
     code = cli_main(["data", "whenet-labels", str(folder), "--labels", str(base), "--out", str(out),
                      "--weights", str(weights), "--quiet"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
@@ -165,13 +181,30 @@ def test_label_file_blends_only_the_yaw_of_faces_whenet_reads_as_turned_far(tmp_
     assert list(rows[0]) == list(PSEUDO_COLUMNS)
     assert "yaw of 4 of 8 faces blended" in capsys.readouterr().out
     record = json.loads((tmp_path / "out.csv.teacher.json").read_text())
-    assert record["changed"] == 4 and record["whenet"]["threshold_deg"] == 60.0
+    assert record["changed"] == 4 and record["whenet"]["threshold_deg"] == 60.0 and record["max_gap_deg"] is None
     assert record["teacher"][-1]["sha256"] == wt.sha256_of(weights)
     low = record["bands_by_gt_yaw"][0]  # gt_yaw 7: every face is in the 0-30 band
     assert (low["band"], low["faces"], low["changed"]) == ("0-30", 8, 4)
     assert low["gt_yaw_gap_deg"] == pytest.approx({"base": 160 / 8, "blended": 231 / 8})
     assert record["bands_by_gt_yaw"][1]["gt_yaw_gap_deg"] == {"base": None, "blended": None}
     assert not (tmp_path / "out.csv.partial.npz").exists()
+
+
+def test_label_file_with_a_guard_blends_only_where_the_two_agree_within_the_gap(tmp_path, capsys):
+    folder, base, stems = _mini_extra(tmp_path, 8)
+    out, weights = tmp_path / "out.csv", _saved_whenet_answers(tmp_path, stems)
+    code = cli_main(["data", "whenet-labels", str(folder), "--labels", str(base), "--out", str(out),
+                     "--weights", str(weights), "--max-gap", "41", "--quiet"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    # Beyond 60 on faces 0, 1, 4 and 6, apart from the base by 100, 41, 130 and 31 degrees.
+    assert [float(r["yaw"]) for r in csv.DictReader(out.open())] == [-30.0, -40.5, -10.0, 0.0, 10.0, 20.0, 45.5, 40.0]
+    assert (
+        "yaw of 2 of 8 faces blended with WHENet's (|WHENet yaw| > 60, within 41 of the base's)"
+        in capsys.readouterr().out
+    )
+    record = json.loads((tmp_path / "out.csv.teacher.json").read_text())
+    assert record["changed"] == 2 and record["max_gap_deg"] == 41.0 and record["whenet"]["max_gap_deg"] == 41.0
+    assert record["teacher"][-1]["path"].endswith("its yaw where |yaw| > 60 and within 41 of the base's)")
 
 
 def test_offline_without_cached_weights_is_one_line_naming_the_fix(tmp_path, monkeypatch, capsys):

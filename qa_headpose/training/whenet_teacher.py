@@ -217,8 +217,16 @@ class WHENet:
         return out
 
 
-def blend_yaw(base_yaw: np.ndarray, whenet_yaw: np.ndarray, threshold_deg: float = DEFAULT_THRESHOLD_DEG):
+def blend_yaw(
+    base_yaw: np.ndarray,
+    whenet_yaw: np.ndarray,
+    threshold_deg: float = DEFAULT_THRESHOLD_DEG,
+    max_gap_deg: float | None = None,
+):
     """The blended yaw: the mean of both where |WHENet yaw| > ``threshold_deg`` (and WHENet's is known).
+
+    ``max_gap_deg`` guards against WHENet's gross errors (a frontal face read as turned far): where the two
+    yaws differ by more than it, the base's is kept.
 
     Returns:
         (float32 yaw (n,), bool (n,) where it changed).
@@ -227,6 +235,8 @@ def blend_yaw(base_yaw: np.ndarray, whenet_yaw: np.ndarray, threshold_deg: float
     if base.shape != other.shape:
         raise ValueError(f"Expected two yaw arrays of one shape. Received: {base.shape} and {other.shape}")
     changed = np.isfinite(other) & (np.abs(np.nan_to_num(other)) > threshold_deg)
+    if max_gap_deg is not None:
+        changed &= np.abs(np.nan_to_num(other) - base) <= max_gap_deg
     return np.where(changed, (base + other) / 2, base).astype(np.float32), changed
 
 
@@ -239,6 +249,7 @@ def whenet_pseudo_labels(
     chunk: int = 512,
     progress: Callable[[str, int, int], None] | None = None,
     limit: int | None = None,
+    max_gap_deg: float | None = None,
 ) -> dict:
     """Writes a pseudo-label CSV: the base labels with their yaw blended with WHENet's (`blend_yaw`).
 
@@ -250,9 +261,10 @@ def whenet_pseudo_labels(
 
     Args:
         progress: called with ``(stage, faces done, faces)`` at the start and after each batch.
+        max_gap_deg: keep the base's yaw where WHENet's differs from it by more (`blend_yaw`); None: no guard.
 
     Returns:
-        Summary: faces, faces changed, threshold, mean |change| of the changed faces, and per band of AFLW's
+        Summary: faces, faces changed, threshold, guard, mean |change| of the changed faces, and per band of AFLW's
         |gt_yaw| (`evaluation.bands.YAW_BANDS`) the faces, changed faces and their mean |change|.
 
     Raises:
@@ -282,18 +294,20 @@ def whenet_pseudo_labels(
     except ValueError as exc:
         raise DataError(f"{base_labels}: {exc}") from None
     other = np.array([by_name.get(row["name"], np.nan) for row in rows], np.float32)
-    yaw, changed = blend_yaw(base, other, threshold_deg)
+    yaw, changed = blend_yaw(base, other, threshold_deg, max_gap_deg)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, PSEUDO_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row, value, moved in zip(rows, yaw, changed):
         writer.writerow({**row, "yaw": f"{value:.3f}"} if moved else row)
-    summary = _summary(base, yaw, changed, gt_yaw, threshold_deg, int(np.isfinite(other).sum()))
+    summary = _summary(base, yaw, changed, gt_yaw, threshold_deg, int(np.isfinite(other).sum()), max_gap_deg)
     # Which teachers made the labels, beside them (the CSV first: a JSON never describes a missing CSV).
     base_record = teacher_record(base_labels)
     base_teacher = _read_json(base_record).get("teacher", []) if base_record.is_file() else []
     whenet = {
-        "path": f"{weights_path} ({WHENET_WEIGHTS.requirement}; its yaw where |yaw| > {threshold_deg:g})",
+        "path": f"{weights_path} ({WHENET_WEIGHTS.requirement}; its yaw where |yaw| > {threshold_deg:g}"
+        + ("" if max_gap_deg is None else f" and within {max_gap_deg:g} of the base's")
+        + ")",
         "sha256": sha256_of(weights_path),
     }
     write_bytes(out, buffer.getvalue().encode())
@@ -306,7 +320,12 @@ def whenet_pseudo_labels(
                 "sha256": sha256_bytes(base_labels.read_bytes()),
                 "record": str(base_record) if base_record.is_file() else None,
             },
-            "whenet": {"weights": str(weights_path), "sha256": whenet["sha256"], "threshold_deg": threshold_deg},
+            "whenet": {
+                "weights": str(weights_path),
+                "sha256": whenet["sha256"],
+                "threshold_deg": threshold_deg,
+                "max_gap_deg": max_gap_deg,
+            },
             "source": str(folder),
             **summary,
         },
@@ -340,7 +359,7 @@ def _predict_resumable(faces, weights: Path, partial: Path, chunk: int, progress
     return pred
 
 
-def _summary(base, yaw, changed, gt_yaw, threshold_deg, seen) -> dict:
+def _summary(base, yaw, changed, gt_yaw, threshold_deg, seen, max_gap_deg=None) -> dict:
     from qa_headpose.evaluation.bands import YAW_BANDS, band_name, band_of
 
     shift = np.abs(yaw - base)
@@ -367,6 +386,7 @@ def _summary(base, yaw, changed, gt_yaw, threshold_deg, seen) -> dict:
         "whenet_faces": seen,
         "changed": int(changed.sum()),
         "threshold_deg": float(threshold_deg),
+        "max_gap_deg": None if max_gap_deg is None else float(max_gap_deg),
         "mean_change_deg": float(shift[changed].mean()) if changed.any() else 0.0,
         "gt_yaw_gap_deg": {
             "base": float(np.nanmean(np.abs(base - gt_yaw))),
