@@ -261,6 +261,26 @@ def test_paired_bootstrap_separates_a_real_gain_from_noise():
         paired_bootstrap(a, a[:-1])
 
 
+def test_recipes_over_seeds_average_the_runs_and_report_their_spread():
+    from qa_headpose.evaluation.compare import paired_bootstrap, recipe_difference, seed_groups
+
+    rng = np.random.default_rng(4)
+    faces = rng.gamma(2.0, 2.0, 300)
+    control = [faces + 0.3, faces - 0.3]  # two seeds 0.6 apart
+    candidate = [faces - 0.1, faces - 0.1, faces - 0.4]
+    result = recipe_difference(control, candidate)
+    assert result["difference"] == pytest.approx(-0.2)
+    assert result["runs_a"] == pytest.approx([faces.mean() + 0.3, faces.mean() - 0.3])
+    assert result["seed_spread"] == pytest.approx(0.6)  # the larger spread: the control's, not the candidate's 0.3
+    assert result["low"] == paired_bootstrap(faces, faces - 0.2)["low"]
+    with pytest.raises(ValueError, match="same faces"):
+        recipe_difference(control, [faces[:-1]])
+    assert seed_groups([1, 2, 3, 4, 5, 6], 3) == [[1, 2, 3], [4, 5, 6]]
+    for items, seeds in (([1, 2, 3], 2), ([], 1), ([1], 0)):
+        with pytest.raises(ValueError, match="multiple"):
+            seed_groups(items, seeds)
+
+
 def test_model_card_section_for_another_capture():
     from qa_headpose.training.modelcard import pointing04_section
 
@@ -285,6 +305,19 @@ def test_compare_models_scores_a_model_against_itself_with_a_zero_interval(mini_
     rows = [line for line in out.stdout.splitlines() if line.startswith(f"| {FAST}")]
     assert len(rows) == 2 and rows[0] == rows[1]
     assert "val mean +0.000 [+0.000, +0.000], P04 yaw +0.00 [+0.00, +0.00]" in out.stdout
+
+
+def test_compare_models_compares_recipes_over_their_seeds(mini_pointing04):
+    require(SHARED_DATA / "AFLW2000")
+    out = _compare_models("--seeds", "2", *[str(FAST)] * 4, "--pointing04", str(mini_pointing04))
+    assert out.returncode == 0, out.stderr
+    assert (
+        f"recipe {FAST} (2 seeds) - {FAST}: val mean +0.000 [+0.000, +0.000], seed spread 0.000; "
+        "P04 yaw +0.00 [+0.00, +0.00], seed spread 0.00" in out.stdout
+    )
+    out = _compare_models("--seeds", "2", *[str(FAST)] * 3, "--pointing04", str(mini_pointing04))
+    assert out.returncode == 2 and "--seeds 2: the 3 models do not fall into groups of 2" in out.stderr
+    assert "Traceback" not in out.stderr and "| model |" not in out.stdout
 
 
 def test_compare_models_names_a_missing_model_in_one_line(mini_pointing04, tmp_path):

@@ -6,6 +6,13 @@ Prints a markdown table (docs/generalization.md): val MAE per angle; Pointing04_
 0-30 / 30-60 / 60-75 / 75-90, pitch on |tilt| <= 30, reach (mean predicted |yaw| at pan +-90); then, for each model
 after the first, the paired-bootstrap 95% interval of its difference in per-face error (val mean, Pointing'04 yaw).
 Pointing04_dev is read, never trained or tuned on.
+
+    python tools/compare_models.py --seeds 3 CONTROL_S0 CONTROL_S1 CONTROL_S2 CANDIDATE_S0 CANDIDATE_S1 CANDIDATE_S2
+
+``--seeds K``: the models are recipes trained K times each (consecutive groups of K, the control first); adds
+each recipe's runs and, against the control, the difference of their seed-averaged errors with its interval and
+the spread between seeds of one recipe (`evaluation.compare.recipe_difference`): a difference smaller than the
+spread can come from the seeds alone.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from qa_headpose import evaluation
 from qa_headpose.core.errors import DataError, ModelError
 from qa_headpose.datasets.load import load_filtered
 from qa_headpose.evaluation import bands
-from qa_headpose.evaluation.compare import face_errors, paired_bootstrap
+from qa_headpose.evaluation.compare import face_errors, paired_bootstrap, recipe_difference, seed_groups
 
 
 def main() -> None:
@@ -28,7 +35,10 @@ def main() -> None:
     p.add_argument("--aflw", default="../shared/data/AFLW2000")
     p.add_argument("--pointing04", default="../shared/data/Pointing04_dev")
     p.add_argument("--mirror", action="store_true")
+    p.add_argument("--seeds", type=int, default=1, help="runs per recipe: the models in groups of this many")
     args = p.parse_args()
+    if args.seeds < 1 or len(args.models) % args.seeds:
+        p.error(f"--seeds {args.seeds}: the {len(args.models)} models do not fall into groups of {args.seeds}")
     try:
         compare(args)
     except (DataError, ModelError, OSError) as e:
@@ -60,6 +70,21 @@ def compare(args: argparse.Namespace) -> None:
         print(
             f"{model} - {args.models[0]}: val mean {v['difference']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}], "
             f"P04 yaw {y['difference']:+.2f} [{y['low']:+.2f}, {y['high']:+.2f}] (95% paired bootstrap)"
+        )
+    if args.seeds > 1:
+        _compare_recipes(seed_groups(list(args.models), args.seeds), seed_groups(errors, args.seeds))
+
+
+def _compare_recipes(recipes: list[list[Path]], errors: list[list[tuple]]) -> None:
+    """Each recipe against the first over its seeds: seed-averaged difference, interval and seed spread."""
+    control = errors[0]
+    for models, runs in zip(recipes[1:], errors[1:]):
+        v = recipe_difference([e[0] for e in control], [e[0] for e in runs])
+        y = recipe_difference([e[1] for e in control], [e[1] for e in runs])
+        print(
+            f"recipe {models[0]} ({len(models)} seeds) - {recipes[0][0]}: "
+            f"val mean {v['difference']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}], seed spread {v['seed_spread']:.3f}; "
+            f"P04 yaw {y['difference']:+.2f} [{y['low']:+.2f}, {y['high']:+.2f}], seed spread {y['seed_spread']:.2f}"
         )
 
 
