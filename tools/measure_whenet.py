@@ -6,7 +6,7 @@ Faces are read as `qa-headpose evaluate` reads them (the |angle| <= 99 filter, N
 val split is qa_headpose/splits/aflw2000_val.txt) and scored with the same band report
 (`evaluation.bands`). WHENet sees each face through `whenet_teacher.whenet_box` of the same landmark box;
 the teachers (.tflite, each with its mirror, averaged as `data pseudo-label` does) see the package's crop.
-The blend is `whenet_teacher.blend_yaw` at ``--threshold``.
+The blend is `whenet_labels.blend_yaw` at ``--threshold``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from qa_headpose.datasets.aflw_extra import is_aflw_extra_folder
 from qa_headpose.datasets.load import load_filtered
 from qa_headpose.evaluation import bands
 from qa_headpose.evaluation.models import select_faces
-from qa_headpose.training.whenet_teacher import DEFAULT_THRESHOLD_DEG, WHENet, blend_yaw
+from qa_headpose.training.whenet_labels import DEFAULT_THRESHOLD_DEG, blend_yaw
+from qa_headpose.training.whenet_teacher import WHENet
 
 
 def show(label: str, pred: np.ndarray, true: np.ndarray) -> None:

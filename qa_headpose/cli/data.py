@@ -163,7 +163,7 @@ def _whenet_labels(args: argparse.Namespace) -> int:
         raise UsageError(f"--labels: no such file {args.labels}; make it with: qa-headpose data pseudo-label")
     if args.weights is not None and not args.weights.is_file():
         raise UsageError(f"--weights: no such file {args.weights}")
-    from qa_headpose.training.whenet_teacher import whenet_pseudo_labels
+    from qa_headpose.training.whenet_labels import whenet_pseudo_labels
 
     with Progress(args) as progress:
         summary = whenet_pseudo_labels(
