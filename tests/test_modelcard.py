@@ -84,6 +84,14 @@ def test_the_card_traces_the_start_weights_back_to_the_first_model():
     assert "aflw_extra_teacher_v5.csv" in chain[0] and "weights/teacher_border/fast_float.weights.h5" in chain[1]
     assert chain[-1].startswith("weights/teacher_v1/headpose_float.weights.h5 (60 + 10 epochs on 1154 train faces")
     assert chain[-1].endswith("from torchvision weights)")
+    soup = ship_model.ancestry("weights/round7/accurate_float.weights.h5")  # an average goes on through its last parent
+    assert soup[0] == (
+        "weights/round7/accurate_float.weights.h5 (the weight average of 0.5 x weights/teacher_border/"
+        "accurate_float.weights.h5 and 0.5 x weights/round7/accurate_whenet_float.weights.h5)"
+    )
+    assert soup[1].startswith("weights/round7/accurate_whenet_float.weights.h5 (3 + 1 epochs on 22347 train faces")
+    assert "aflw_extra_whenet_v7.csv" in soup[1] and soup[2].startswith("weights/teacher_border/accurate_float")
+    assert soup[3].startswith("weights/round3/accurate_float.weights.h5 (")
     assert ship_model.ancestry(None) == []
     assert ship_model.ancestry("weights/no_such_float.weights.h5") == [
         "weights/no_such_float.weights.h5 (not in this checkout)"

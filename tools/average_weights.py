@@ -10,6 +10,8 @@ config; ``--weights`` adds float .h5 files of the same model (e.g. weights/accur
 ``--shares`` weighs the models (the runs first, then ``--weights``; they sum to 1): between a model and the
 same model fine-tuned on other data, it moves along the line between them (WiSE-FT: interpolating a
 model and its fine-tuned self often keeps what each is good at, under distribution shift).
+Beside the result, ``<out>.soup.json`` names the models and their shares (tools/ship_model.py reads it for a
+model card's ancestry).
 Quantize the result with ``qa-headpose train --preset ... --epochs 0 --init-weights SOUP.weights.h5``.
 """
 
@@ -23,6 +25,7 @@ import numpy as np
 
 from qa_headpose.cli.common import format_mae
 from qa_headpose.core.angles import mean_absolute_errors
+from qa_headpose.core.atomic import write_json
 from qa_headpose.training import workflow
 from qa_headpose.training.model import build_model
 from qa_headpose.training.train import predict_keras, save_weights_atomic
@@ -38,6 +41,11 @@ def mean_weights(weight_lists: list[list[np.ndarray]], shares: list[float] | Non
     if len(shares) != len(weight_lists) or min(shares) < 0 or not np.isclose(sum(shares), 1.0):
         raise ValueError(f"Expected one share >= 0 per model, summing to 1. Received: {shares}")
     return [np.tensordot(np.asarray(shares), np.stack(layer), axes=1) for layer in zip(*weight_lists)]
+
+
+def soup_record(weights: Path) -> Path:
+    """Where the record of an averaged weights file lies: beside it, ``<name>.soup.json``."""
+    return weights.with_name(weights.name + ".soup.json")
 
 
 def main() -> None:
@@ -62,9 +70,13 @@ def main() -> None:
         model.load_weights(str(path))
         print(format_mae(f"{path} float val", mean_absolute_errors(predict_keras(model, x), y)))
         weights.append(model.get_weights())
-    model.set_weights(mean_weights(weights, args.shares))
-    print(format_mae(f"average of {len(paths)} float val", mean_absolute_errors(predict_keras(model, x), y)))
+    shares = args.shares or [1 / len(paths)] * len(paths)
+    model.set_weights(mean_weights(weights, shares))
+    val = mean_absolute_errors(predict_keras(model, x), y)
+    print(format_mae(f"average of {len(paths)} float val", val))
     save_weights_atomic(model, args.out)
+    record = {"parents": [{"weights": str(path), "share": share} for path, share in zip(paths, shares)]}
+    write_json(soup_record(args.out), {**record, "float_val_mae": {k: float(v) for k, v in val.items()}})
     print(f"wrote {args.out}")
 
 

@@ -49,7 +49,8 @@ def describe_data(run_cfg: dict) -> str:
         text += "Its start weights and theirs, back to the first model: " + " <- ".join(history) + ". "
     return text + (
         "Non-commercial research terms apply to that data, and so to this model's provenance. No 300W-LP "
-        "training set was available. The val split was the only data used for model choice."
+        "training set was available. The val split chose every weight and recipe; Pointing04_dev (another "
+        "capture, read, never trained or tuned on) also decided which candidate ships."
     )
 
 
@@ -57,12 +58,23 @@ def ancestry(init_weights: str | None, limit: int = 10) -> list[str]:
     """What each start-weights file in a chain learned from, read from the training config beside it.
 
     The committed convention: ``X_float.weights.h5`` (or ``headpose_float.weights.h5``) sits beside
-    ``X_train_config.json`` (``headpose_train_config.json``). The chain ends at weights without a config or
-    a run that started from ImageNet or nothing.
+    ``X_train_config.json`` (``headpose_train_config.json``); an averaged file (tools/average_weights.py)
+    sits beside ``<file>.soup.json`` and the chain goes on through its last parent. The chain ends at weights
+    without a config or a run that started from ImageNet or nothing.
     """
     steps = []
     while init_weights and len(steps) < limit:
         weights = REPO / init_weights
+        soup = weights.with_name(weights.name + ".soup.json")  # tools/average_weights.py's record
+        if soup.is_file():
+            parents = json.loads(soup.read_text())["parents"]
+            steps.append(
+                f"{init_weights} (the weight average of "
+                + " and ".join(f"{p['share']:g} x {p['weights']}" for p in parents)
+                + ")"
+            )
+            init_weights = parents[-1]["weights"]  # the chain goes on through the last parent
+            continue
         config = weights.with_name(weights.name.replace("float.weights.h5", "train_config.json"))
         if not config.is_file():
             steps.append(
