@@ -28,6 +28,7 @@ from qa_headpose.core.angles import mean_absolute_errors
 from qa_headpose.core.atomic import write_json
 from qa_headpose.training import workflow
 from qa_headpose.training.model import build_model
+from qa_headpose.training.modelcard import soup_record
 from qa_headpose.training.train import predict_keras, save_weights_atomic
 
 
@@ -36,16 +37,17 @@ def mean_weights(weight_lists: list[list[np.ndarray]], shares: list[float] | Non
     shapes = [[w.shape for w in weights] for weights in weight_lists]
     if any(s != shapes[0] for s in shapes):
         raise ValueError("the models differ in architecture: their weights cannot be averaged")
-    if shares is None:
-        shares = [1 / len(weight_lists)] * len(weight_lists)
-    if len(shares) != len(weight_lists) or min(shares) < 0 or not np.isclose(sum(shares), 1.0):
-        raise ValueError(f"Expected one share >= 0 per model, summing to 1. Received: {shares}")
+    shares = checked_shares(shares, len(weight_lists))
     return [np.tensordot(np.asarray(shares), np.stack(layer), axes=1) for layer in zip(*weight_lists)]
 
 
-def soup_record(weights: Path) -> Path:
-    """Where the record of an averaged weights file lies: beside it, ``<name>.soup.json``."""
-    return weights.with_name(weights.name + ".soup.json")
+def checked_shares(shares: list[float] | None, models: int) -> list[float]:
+    """``shares``, or equal shares when None; refuses anything but one share >= 0 per model, summing to 1."""
+    if shares is None:
+        return [1 / models] * models
+    if len(shares) != models or min(shares) < 0 or not np.isclose(sum(shares), 1.0):
+        raise ValueError(f"Expected one share >= 0 per model, summing to 1. Received: {shares}")
+    return shares
 
 
 def main() -> None:
@@ -60,8 +62,10 @@ def main() -> None:
     if any(c != configs[0] for c in configs):
         raise SystemExit("average_weights: the runs have different model configs")
     paths = [run / "float" / "best.weights.h5" for run in args.runs] + list(args.weights)
-    if args.shares is not None and (len(args.shares) != len(paths) or not np.isclose(sum(args.shares), 1.0)):
-        raise SystemExit(f"average_weights: --shares needs {len(paths)} numbers summing to 1")
+    try:  # before the data is read
+        shares = checked_shares(args.shares, len(paths))
+    except ValueError:
+        raise SystemExit(f"average_weights: --shares needs {len(paths)} numbers >= 0 summing to 1") from None
     prepared = workflow.prepare_data([args.data])
     x, y = prepared.val.crops(configs[0].input_size).astype(np.float32), prepared.val.poses
     model = build_model(dataclasses.replace(configs[0], backbone_weights=None))
@@ -70,7 +74,6 @@ def main() -> None:
         model.load_weights(str(path))
         print(format_mae(f"{path} float val", mean_absolute_errors(predict_keras(model, x), y)))
         weights.append(model.get_weights())
-    shares = args.shares or [1 / len(paths)] * len(paths)
     model.set_weights(mean_weights(weights, shares))
     val = mean_absolute_errors(predict_keras(model, x), y)
     print(format_mae(f"average of {len(paths)} float val", val))

@@ -37,7 +37,9 @@ def main() -> None:
     p.add_argument("--mirror", action="store_true")
     p.add_argument("--seeds", type=int, default=1, help="runs per recipe: the models in groups of this many")
     args = p.parse_args()
-    if args.seeds < 1 or len(args.models) % args.seeds:
+    try:
+        seed_groups(args.models, args.seeds)
+    except ValueError:
         p.error(f"--seeds {args.seeds}: the {len(args.models)} models do not fall into groups of {args.seeds}")
     try:
         compare(args)

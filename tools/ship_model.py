@@ -65,7 +65,7 @@ def ancestry(init_weights: str | None, limit: int = 10) -> list[str]:
     steps = []
     while init_weights and len(steps) < limit:
         weights = REPO / init_weights
-        soup = weights.with_name(weights.name + ".soup.json")  # tools/average_weights.py's record
+        soup = modelcard.soup_record(weights)
         if soup.is_file():
             parents = json.loads(soup.read_text())["parents"]
             steps.append(

@@ -177,7 +177,7 @@ def _whenet_labels(args: argparse.Namespace) -> int:
             max_gap_deg=args.max_gap,
         )
     gap = summary["gt_yaw_gap_deg"]
-    guard = "" if args.max_gap is None else f", within {args.max_gap:g} of the base's"
+    guard = "" if summary["max_gap_deg"] is None else f", within {summary['max_gap_deg']:g} of the base's"
     print(
         f"wrote {args.out}: yaw of {summary['changed']} of {summary['faces']} faces blended with WHENet's "
         f"(|WHENet yaw| > {summary['threshold_deg']:g}{guard}), mean change {summary['mean_change_deg']:.2f} deg; "

@@ -70,6 +70,12 @@ def time_end_to_end(
     return out
 
 
+def soup_record(weights: str | os.PathLike) -> Path:
+    """Where tools/average_weights.py records what an averaged weights file averages: ``<name>.soup.json``."""
+    weights = Path(weights)
+    return weights.with_name(weights.name + ".soup.json")
+
+
 def sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

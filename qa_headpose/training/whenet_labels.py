@@ -45,9 +45,10 @@ def blend_yaw(
     base, other = np.asarray(base_yaw, np.float32), np.asarray(whenet_yaw, np.float32)
     if base.shape != other.shape:
         raise ValueError(f"Expected two yaw arrays of one shape. Received: {base.shape} and {other.shape}")
-    changed = np.isfinite(other) & (np.abs(np.nan_to_num(other)) > threshold_deg)
+    known = np.nan_to_num(other)
+    changed = np.isfinite(other) & (np.abs(known) > threshold_deg)
     if max_gap_deg is not None:
-        changed &= np.abs(np.nan_to_num(other) - base) <= max_gap_deg
+        changed &= np.abs(known - base) <= max_gap_deg
     return np.where(changed, (base + other) / 2, base).astype(np.float32), changed
 
 
